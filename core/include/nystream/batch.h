@@ -1,0 +1,232 @@
+// The batch model: the same weights run on a whole window at once, as a plain
+// (non-continual) transformer would on every step. It is the reference the
+// continual StreamState must equal (instantiated in double in the tests) and the
+// re-encoding baseline of the benchmarks (in float, on Eigen matrix products).
+//
+// A window is n token columns, oldest first. valid[j] == false marks a padding
+// token: its q, k and v are zero in every layer (algorithm.md 3.2), which is also
+// how a non-finite input token is dropped without losing the stream's timing.
+#pragma once
+
+#include <Eigen/Core>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "nystream/model.h"
+#include "nystream/ops.h"
+#include "nystream/pinv.h"
+
+namespace nystream {
+
+template <typename S>
+using MatrixT = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>;
+template <typename S>
+using VectorT = Eigen::Matrix<S, Eigen::Dynamic, 1>;
+
+// Landmarks of one layer in scaled (q^, k^) space: E x m, column j = landmark j.
+template <typename S>
+struct Landmarks {
+  MatrixT<S> queries, keys;
+};
+
+// Segment means of the columns of x (E x n) over m equal segments (n % m == 0).
+template <typename S, typename Derived>
+MatrixT<S> segment_means(const Eigen::MatrixBase<Derived>& x, int m) {
+  const Eigen::Index length = x.cols() / m;
+  MatrixT<S> means(x.rows(), m);
+  for (int j = 0; j < m; ++j)
+    means.col(j) = x.middleCols(j * length, length).rowwise().sum() / S(length);
+  return means;
+}
+
+// Softmax attention of one head: q (d x nq), k and v (d x n), scaled inputs.
+template <typename S>
+MatrixT<S> softmax_attention_head(const MatrixT<S>& q, const MatrixT<S>& k,
+                                  const MatrixT<S>& v) {
+  MatrixT<S> p = k.transpose() * q;  // n x nq
+  softmax_columns(p);
+  return v * p;
+}
+
+// Nyström attention of one head (algorithm.md section 2), written as the batch
+// formula F pinv(A) (G V): q (d x nq), k, v (d x n), landmarks qt, kt (d x m).
+template <typename S>
+MatrixT<S> nystrom_attention_head(const MatrixT<S>& q, const MatrixT<S>& k,
+                                  const MatrixT<S>& v, const MatrixT<S>& qt,
+                                  const MatrixT<S>& kt, PinvMode mode, int iterations) {
+  const Eigen::Index m = qt.cols();
+  MatrixT<S> f_t = kt.transpose() * q;  // m x nq: column i = row i of F
+  softmax_columns(f_t);
+  MatrixT<S> a = qt.transpose() * kt;  // m x m
+  softmax_rows(a);
+  MatrixT<S> g = qt.transpose() * k;  // m x n
+  softmax_rows(g);
+  MatrixT<S> z(m, m);
+  PinvSolver<S> solver(static_cast<int>(m));
+  solver.compute(a, mode, iterations, z);
+  MatrixT<S> gv = g * v.transpose();                    // m x d
+  return gv.transpose() * (z.transpose() * f_t);         // d x nq
+}
+
+template <typename S>
+class BatchModel {
+ public:
+  struct Window {
+    MatrixT<S> tokens;                // D_in x n, oldest first
+    std::vector<std::int64_t> times;  // absolute index of each token (positions)
+    std::vector<char> valid;          // 0: padding / dropped token
+  };
+
+  explicit BatchModel(const Model& model) : config_(model.config()) {
+    const ModelWeights& w = model.weights();
+    input_ = w.input.cast<S>();
+    input_bias_ = w.input_bias.cast<S>();
+    positions_ = w.positions.cast<S>();
+    for (const LayerWeights& l : w.layers) layers_.push_back(CastLayer(l));
+    final_gamma_ = w.final_gamma.cast<S>();
+    final_beta_ = w.final_beta.cast<S>();
+    classifier_ = w.classifier.cast<S>();
+    classifier_bias_ = w.classifier_bias.cast<S>();
+  }
+
+  const ModelConfig& config() const { return config_; }
+
+  // Input projection plus the recycled positional embedding: E x n.
+  MatrixT<S> embed(const Window& window) const {
+    MatrixT<S> x = input_ * window.tokens;
+    x.colwise() += input_bias_;
+    for (Eigen::Index j = 0; j < x.cols(); ++j)
+      x.col(j) += positions_.col(window.times[j] % config_.positional_period);
+    return x;
+  }
+
+  // Scaled q^, k^ and v of layer l for the tokens x (E x n); padding columns zero.
+  void project(int l, const MatrixT<S>& x, const std::vector<char>& valid, MatrixT<S>* q,
+               MatrixT<S>* k, MatrixT<S>* v) const {
+    const Layer& w = layers_[l];
+    const int e = config_.embed_dim;
+    const S scale = S(1) / std::pow(S(config_.head_dim()), S(0.25));
+    *q = (w.qkv.topRows(e) * x).colwise() + w.qkv_bias.head(e);
+    *k = (w.qkv.middleRows(e, e) * x).colwise() + w.qkv_bias.segment(e, e);
+    *v = (w.qkv.bottomRows(e) * x).colwise() + w.qkv_bias.tail(e);
+    *q *= scale;
+    *k *= scale;
+    for (Eigen::Index j = 0; j < x.cols(); ++j) {
+      if (valid[j]) continue;
+      q->col(j).setZero();
+      k->col(j).setZero();
+      v->col(j).setZero();
+    }
+  }
+
+  // Segment-mean landmarks of layer l's window: what the continual schedule holds
+  // right after a segment completes.
+  Landmarks<S> window_landmarks(int l, const MatrixT<S>& x, const std::vector<char>& valid) const {
+    MatrixT<S> q, k, v;
+    project(l, x, valid, &q, &k, &v);
+    return {segment_means<S>(q, config_.landmarks), segment_means<S>(k, config_.landmarks)};
+  }
+
+  // Multi-head attention of layer l with output projection, for the last `rows`
+  // tokens of x. landmarks: this layer's (ignored for softmax attention).
+  MatrixT<S> attention(int l, const MatrixT<S>& x, const std::vector<char>& valid,
+                       const Landmarks<S>& landmarks, Eigen::Index rows) const {
+    MatrixT<S> q, k, v;
+    project(l, x, valid, &q, &k, &v);
+    const int d = config_.head_dim();
+    const Eigen::Index n = x.cols();
+    MatrixT<S> heads(config_.embed_dim, rows);
+    for (int h = 0; h < config_.heads; ++h) {
+      const MatrixT<S> qh = q.block(h * d, n - rows, d, rows);
+      const MatrixT<S> kh = k.middleRows(h * d, d), vh = v.middleRows(h * d, d);
+      if (config_.attention == AttentionKind::kSoftmax) {
+        heads.middleRows(h * d, d) = softmax_attention_head<S>(qh, kh, vh);
+      } else {
+        const MatrixT<S> qt = landmarks.queries.middleRows(h * d, d);
+        const MatrixT<S> kt = landmarks.keys.middleRows(h * d, d);
+        heads.middleRows(h * d, d) = nystrom_attention_head<S>(qh, kh, vh, qt, kt, config_.pinv,
+                                                               config_.pinv_iterations);
+      }
+    }
+    if (!config_.output_projection) return heads;
+    const Layer& w = layers_[l];
+    return (w.out * heads).colwise() + w.out_bias;
+  }
+
+  // Post-norm encoder block for the last `rows` tokens: z = LN(x + Attn(x)),
+  // y = LN(z + FF(z)).
+  MatrixT<S> block(int l, const MatrixT<S>& x, const std::vector<char>& valid,
+                   const Landmarks<S>& landmarks, Eigen::Index rows) const {
+    const Layer& w = layers_[l];
+    MatrixT<S> z = x.rightCols(rows) + attention(l, x, valid, landmarks, rows);
+    layer_norm_columns(z, w.norm1_gamma, w.norm1_beta, S(config_.layer_norm_eps));
+    MatrixT<S> hidden = (w.ff1 * z).colwise() + w.ff1_bias;
+    gelu(hidden);
+    MatrixT<S> y = z + ((w.ff2 * hidden).colwise() + w.ff2_bias);
+    layer_norm_columns(y, w.norm2_gamma, w.norm2_beta, S(config_.layer_norm_eps));
+    return y;
+  }
+
+  // The landmarks each layer uses when the schedule gives none: fixed landmarks
+  // from the model, or the segment means of this window (the Nyströmformer).
+  std::vector<Landmarks<S>> fixed_landmarks() const {
+    std::vector<Landmarks<S>> out;
+    for (const Layer& w : layers_) out.push_back({w.landmark_queries, w.landmark_keys});
+    return out;
+  }
+
+  // Logits of the window's last token. landmarks: one per layer; nullptr means
+  // "the model's own": fixed landmarks, or each layer's window segment means.
+  VectorT<S> forward(const Window& window, const std::vector<Landmarks<S>>* landmarks) const {
+    MatrixT<S> x = embed(window);
+    const Eigen::Index n = x.cols();
+    for (int l = 0; l < config_.blocks; ++l) {
+      const bool last = l + 1 == config_.blocks;
+      Landmarks<S> own;
+      if (landmarks) {
+        own = (*landmarks)[l];
+      } else if (config_.attention == AttentionKind::kNystrom) {
+        own = config_.schedule == LandmarkSchedule::kFixed
+                  ? Landmarks<S>{layers_[l].landmark_queries, layers_[l].landmark_keys}
+                  : window_landmarks(l, x, window.valid);
+      }
+      x = block(l, x, window.valid, own, last ? 1 : n);
+    }
+    layer_norm_columns(x, final_gamma_, final_beta_, S(config_.layer_norm_eps));
+    return classifier_ * x.col(0) + classifier_bias_;
+  }
+
+ private:
+  struct Layer {
+    MatrixT<S> qkv, out, ff1, ff2, landmark_queries, landmark_keys;
+    VectorT<S> qkv_bias, out_bias, norm1_gamma, norm1_beta, ff1_bias, ff2_bias, norm2_gamma,
+        norm2_beta;
+  };
+
+  static Layer CastLayer(const LayerWeights& l) {
+    Layer c;
+    c.qkv = l.qkv.cast<S>();
+    c.qkv_bias = l.qkv_bias.cast<S>();
+    c.out = l.out.cast<S>();
+    c.out_bias = l.out_bias.cast<S>();
+    c.norm1_gamma = l.norm1_gamma.cast<S>();
+    c.norm1_beta = l.norm1_beta.cast<S>();
+    c.ff1 = l.ff1.cast<S>();
+    c.ff1_bias = l.ff1_bias.cast<S>();
+    c.ff2 = l.ff2.cast<S>();
+    c.ff2_bias = l.ff2_bias.cast<S>();
+    c.norm2_gamma = l.norm2_gamma.cast<S>();
+    c.norm2_beta = l.norm2_beta.cast<S>();
+    c.landmark_queries = l.landmark_queries.cast<S>();
+    c.landmark_keys = l.landmark_keys.cast<S>();
+    return c;
+  }
+
+  ModelConfig config_;
+  MatrixT<S> input_, positions_, classifier_;
+  VectorT<S> input_bias_, final_gamma_, final_beta_, classifier_bias_;
+  std::vector<Layer> layers_;
+};
+
+}  // namespace nystream

@@ -1,0 +1,76 @@
+// Architecture of a continual Nyström transformer: the value struct a Model is
+// built from. Every field has a documented default; validate() says what is wrong.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace nystream {
+
+// Which attention the encoder layers use.
+enum class AttentionKind {
+  kNystrom,  // landmark approximation (docs/algorithm.md section 2)
+  kSoftmax,  // exact softmax attention: the Continual Transformers baseline
+};
+
+// Where the Nyström landmarks come from (algorithm.md 3.1).
+enum class LandmarkSchedule {
+  kContinual,  // segment means of the window, refreshed every window/landmarks steps
+  kFixed,      // constants of the trained model; pinv computed once at load
+};
+
+// How pinv(softmax(Qt Kt^T)) is computed (algorithm.md section 2).
+enum class PinvMode {
+  kIterative,  // Nyströmformer's 6-step iteration with a per-head start
+  kExact,      // complete orthogonal decomposition
+};
+
+enum class OutputActivation {
+  kSoftmax,  // exclusive classes
+  kSigmoid,  // independent (multi-label) events
+};
+
+struct ModelConfig {
+  int window = 120;       // n: tokens the attention sees
+  int landmarks = 8;      // m: Nyström landmarks; continual landmarks need window % landmarks == 0
+  int input_dim = 64;     // D_in: feature vector length
+  int embed_dim = 192;    // E = heads * head_dim
+  int heads = 16;         // h
+  int ff_dim = 1024;      // F: feed-forward hidden width
+  int blocks = 1;         // 1: single-output layer; 2: retroactive layer, then single-output
+  int classes = 6;        // C
+  int positional_period = 120;  // P: token t gets positional embedding t mod P
+  int pinv_iterations = 6;
+  AttentionKind attention = AttentionKind::kNystrom;
+  LandmarkSchedule schedule = LandmarkSchedule::kContinual;
+  PinvMode pinv = PinvMode::kIterative;
+  OutputActivation activation = OutputActivation::kSigmoid;
+  bool output_projection = true;  // attention has an E x E output projection
+  float layer_norm_eps = 1e-5f;
+
+  int head_dim() const { return embed_dim / heads; }
+  // Steps between continual landmark updates (L = n / m).
+  int segment_length() const { return window / landmarks; }
+
+  // Empty when the configuration is usable; otherwise what is wrong, naming the field.
+  std::string validate() const;
+};
+
+// Caps that keep a hostile or mistaken configuration from allocating gigabytes.
+struct ConfigLimits {
+  static constexpr int kMaxWindow = 65536;
+  static constexpr int kMaxLandmarks = 1024;
+  static constexpr int kMaxEmbed = 8192;
+  static constexpr int kMaxHeads = 256;
+  static constexpr int kMaxFeedForward = 32768;
+  static constexpr int kMaxInput = 65536;
+  static constexpr int kMaxClasses = 4096;
+  static constexpr int kMaxBlocks = 2;
+};
+
+const char* to_string(AttentionKind kind);
+const char* to_string(LandmarkSchedule schedule);
+const char* to_string(PinvMode mode);
+const char* to_string(OutputActivation activation);
+
+}  // namespace nystream

@@ -1,0 +1,72 @@
+// The immutable half of the engine: configuration and weights, shared read-only by
+// any number of streams and threads (each stream owns a StreamState).
+//
+// Layout: Eigen column-major float32; a linear layer y = W x + b stores W as
+// out x in. Projected queries/keys are used scaled, q^ = q / d^(1/4), and fixed
+// landmarks are stored in that scaled space.
+#pragma once
+
+#include <Eigen/Core>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nystream/config.h"
+
+namespace nystream {
+
+struct LayerWeights {
+  Eigen::MatrixXf qkv;       // 3E x E: rows [0,E) query, [E,2E) key, [2E,3E) value
+  Eigen::VectorXf qkv_bias;  // 3E
+  Eigen::MatrixXf out;       // E x E (empty when config.output_projection is false)
+  Eigen::VectorXf out_bias;  // E
+  Eigen::VectorXf norm1_gamma, norm1_beta;  // E: after attention + residual
+  Eigen::MatrixXf ff1;       // F x E
+  Eigen::VectorXf ff1_bias;  // F
+  Eigen::MatrixXf ff2;       // E x F
+  Eigen::VectorXf ff2_bias;  // E
+  Eigen::VectorXf norm2_gamma, norm2_beta;  // E: after feed-forward + residual
+  // Fixed landmark schedule only: E x m, column j = landmark j of every head.
+  Eigen::MatrixXf landmark_queries, landmark_keys;
+};
+
+struct ModelWeights {
+  Eigen::MatrixXf input;       // E x D_in
+  Eigen::VectorXf input_bias;  // E
+  Eigen::MatrixXf positions;   // E x P, recycled: token t adds column t mod P
+  std::vector<LayerWeights> layers;
+  Eigen::VectorXf final_gamma, final_beta;  // E
+  Eigen::MatrixXf classifier;       // C x E
+  Eigen::VectorXf classifier_bias;  // C
+};
+
+// Random weights of the right shapes (Xavier-uniform matrices, small biases,
+// LayerNorm gains near 1), deterministic in seed. For tests and benchmarks.
+ModelWeights random_weights(const ModelConfig& config, std::uint64_t seed);
+
+// Empty when every tensor has the shape config implies and is finite; otherwise
+// what is wrong, naming the tensor and the expected shape.
+std::string check_weights(const ModelConfig& config, const ModelWeights& weights);
+
+class Model {
+ public:
+  // Validates config and weights; returns nullptr and sets *error when either is
+  // unusable. For fixed landmarks, computes each layer's pinv(A) here, once.
+  static std::shared_ptr<const Model> create(ModelConfig config, ModelWeights weights,
+                                             std::string* error);
+
+  const ModelConfig& config() const { return config_; }
+  const ModelWeights& weights() const { return weights_; }
+  // Fixed landmarks: pinv(softmax(Qt Kt^T)) of layer l, m x (m * h), head j in
+  // columns [j m, (j+1) m). Empty for continual landmarks.
+  const Eigen::MatrixXf& fixed_pinv(int layer) const { return fixed_pinv_[layer]; }
+
+ private:
+  Model(ModelConfig config, ModelWeights weights);
+  ModelConfig config_;
+  ModelWeights weights_;
+  std::vector<Eigen::MatrixXf> fixed_pinv_;
+};
+
+}  // namespace nystream

@@ -1,0 +1,60 @@
+#include "nystream/config.h"
+
+#include <algorithm>
+#include <sstream>
+
+namespace nystream {
+
+namespace {
+
+// "" when lo <= value <= hi, else a sentence naming the field.
+std::string out_of_range(const char* field, long long value, long long lo, long long hi) {
+  if (value >= lo && value <= hi) return {};
+  std::ostringstream out;
+  out << field << " = " << value << ", expected " << lo << " .. " << hi;
+  return out.str();
+}
+
+}  // namespace
+
+std::string ModelConfig::validate() const {
+  using L = ConfigLimits;
+  for (const std::string& error : {
+           out_of_range("window", window, 1, L::kMaxWindow),
+           out_of_range("input_dim", input_dim, 1, L::kMaxInput),
+           out_of_range("embed_dim", embed_dim, 1, L::kMaxEmbed),
+           out_of_range("heads", heads, 1, L::kMaxHeads),
+           out_of_range("ff_dim", ff_dim, 1, L::kMaxFeedForward),
+           out_of_range("blocks", blocks, 1, L::kMaxBlocks),
+           out_of_range("classes", classes, 1, L::kMaxClasses),
+           out_of_range("positional_period", positional_period, 1, L::kMaxWindow * 64LL),
+           out_of_range("pinv_iterations", pinv_iterations, 1, 100),
+       })
+    if (!error.empty()) return error;
+  if (embed_dim % heads != 0)
+    return "embed_dim = " + std::to_string(embed_dim) + " is not a multiple of heads = " +
+           std::to_string(heads);
+  if (!(layer_norm_eps > 0.0f && layer_norm_eps < 1.0f))
+    return "layer_norm_eps = " + std::to_string(layer_norm_eps) + ", expected 0 < eps < 1";
+  if (attention == AttentionKind::kNystrom) {
+    std::string error = out_of_range("landmarks", landmarks, 1, std::min(window, L::kMaxLandmarks));
+    if (!error.empty()) return error;
+    if (schedule == LandmarkSchedule::kContinual && window % landmarks != 0)
+      return "window = " + std::to_string(window) + " is not a multiple of landmarks = " +
+             std::to_string(landmarks) + " (continual landmarks are segment means)";
+  }
+  return {};
+}
+
+const char* to_string(AttentionKind kind) {
+  return kind == AttentionKind::kNystrom ? "nystrom" : "softmax";
+}
+const char* to_string(LandmarkSchedule schedule) {
+  return schedule == LandmarkSchedule::kContinual ? "continual" : "fixed";
+}
+const char* to_string(PinvMode mode) { return mode == PinvMode::kIterative ? "iterative" : "exact"; }
+const char* to_string(OutputActivation activation) {
+  return activation == OutputActivation::kSoftmax ? "softmax" : "sigmoid";
+}
+
+}  // namespace nystream

@@ -1,0 +1,177 @@
+#include "continual_attention.h"
+
+#include <algorithm>
+
+#include "nystream/ops.h"
+
+namespace nystream {
+
+ContinualAttention::ContinualAttention(const ModelConfig& config,
+                                       const Eigen::MatrixXf& fixed_queries,
+                                       const Eigen::MatrixXf& fixed_keys,
+                                       const Eigen::MatrixXf* fixed_pinv, bool retroactive)
+    : config_(config),
+      retroactive_(retroactive),
+      n_(config.window),
+      m_(config.attention == AttentionKind::kNystrom ? config.landmarks : 0),
+      e_(config.embed_dim),
+      h_(config.heads),
+      d_(config.head_dim()),
+      fixed_pinv_(fixed_pinv),
+      pinv_(nullptr),
+      keys_(e_, n_),
+      values_(e_, n_),
+      queries_(e_, retroactive ? n_ : 0),
+      key_left_(e_),
+      value_left_(e_),
+      kernel_(std::max(m_, 1), h_, d_),
+      weights_m_(m_),
+      mixed_m_(m_),
+      head_f_(m_, retroactive ? n_ : 0),
+      head_g_(m_, retroactive ? n_ : 0),
+      head_gv_(d_, m_),
+      window_p_(n_),
+      inverse_sums_(e_) {
+  if (nystrom()) {
+    rows_ = RowCache(m_, h_, d_, n_);
+    if (continual_landmarks()) {
+      landmark_queries_.resize(e_, m_);
+      landmark_keys_.resize(e_, m_);
+      query_sum_.resize(e_);
+      key_sum_.resize(e_);
+      pinv_state_.resize(m_, m_ * h_);
+      pinv_ = &pinv_state_;
+    } else {
+      landmark_queries_ = fixed_queries;
+      landmark_keys_ = fixed_keys;
+      pinv_ = fixed_pinv_;
+    }
+    if (retroactive_) landmark_scores_.resize(m_ * h_, n_);
+  } else if (retroactive_) {
+    rows_ = RowCache(n_, h_, d_, n_);
+  }
+  reset();
+}
+
+void ContinualAttention::reset() {
+  keys_.setZero();
+  values_.setZero();
+  queries_.setZero();
+  rows_.reset();
+  if (continual_landmarks()) {
+    // No segment has completed: every landmark is the mean of padding, zero.
+    landmark_queries_.setZero();
+    landmark_keys_.setZero();
+    query_sum_.setZero();
+    key_sum_.setZero();
+    kernel_.compute(landmark_queries_, landmark_keys_, config_.pinv, config_.pinv_iterations,
+                    pinv_state_);
+  }
+  // Padding queries are zero, so every window query scores 0 against any landmark.
+  landmark_scores_.setZero();
+}
+
+void ContinualAttention::step(std::int64_t t, const Eigen::VectorXf& q, const Eigen::VectorXf& k,
+                              const Eigen::VectorXf& v, Eigen::MatrixXf& out) {
+  const int slot = static_cast<int>(t % n_);
+  key_left_ = keys_.col(slot);
+  value_left_ = values_.col(slot);
+  keys_.col(slot) = k;
+  values_.col(slot) = v;
+  if (retroactive_) queries_.col(slot) = q;
+
+  if (!nystrom()) {
+    if (!retroactive_) return softmax_single(q, out);
+    rows_.slide(queries_, k, v, key_left_, value_left_, keys_, values_);
+    rows_.rebuild(slot, queries_, keys_, values_);  // the entering query's row
+    return softmax_retroactive(out);
+  }
+
+  rows_.slide(landmark_queries_, k, v, key_left_, value_left_, keys_, values_);
+  const std::int64_t done = t + 1;
+  if (continual_landmarks()) {
+    query_sum_ += q;
+    key_sum_ += k;
+    const int length = config_.segment_length();
+    if (done % length == 0) replace_landmark(static_cast<int>((done / length - 1) % m_));
+  } else {
+    // Fixed landmarks' rows live forever: rebuild one every n/m steps, so each is
+    // rebuilt at least every n steps and subtraction error cannot accumulate.
+    const int every = std::max(1, n_ / m_);
+    if (done % every == 0) rows_.rebuild(static_cast<int>((done / every - 1) % m_),
+                                         landmark_queries_, keys_, values_);
+  }
+  if (!retroactive_) return nystrom_single(q, out);
+  // The new token's row, against the landmarks as they are after this step.
+  for (int h = 0; h < h_; ++h)
+    landmark_scores_.col(slot).segment(h * m_, m_).noalias() =
+        landmark_keys_.middleRows(h * d_, d_).transpose() * q.segment(h * d_, d_);
+  nystrom_retroactive(out);
+}
+
+void ContinualAttention::replace_landmark(int j) {
+  const float length = static_cast<float>(config_.segment_length());
+  landmark_queries_.col(j) = query_sum_ / length;
+  landmark_keys_.col(j) = key_sum_ / length;
+  query_sum_.setZero();
+  key_sum_.setZero();
+  // Rows of surviving landmarks stay valid; the new one is computed over the window.
+  rows_.rebuild(j, landmark_queries_, keys_, values_);
+  kernel_.compute(landmark_queries_, landmark_keys_, config_.pinv, config_.pinv_iterations,
+                  pinv_state_);
+  if (!retroactive_) return;
+  // The new landmark's column for every query of the current window (the rings
+  // already hold this step's token, so rows stay aligned with their window).
+  for (int h = 0; h < h_; ++h) {
+    window_p_.noalias() = queries_.middleRows(h * d_, d_).transpose() *
+                          landmark_keys_.col(j).segment(h * d_, d_);
+    landmark_scores_.row(h * m_ + j) = window_p_.transpose();
+  }
+}
+
+void ContinualAttention::nystrom_single(const Eigen::VectorXf& q, Eigen::MatrixXf& out) {
+  const Eigen::MatrixXf& numerators = rows_.numerators();
+  const Eigen::MatrixXf& sums = rows_.sums();
+  for (int h = 0; h < h_; ++h) {
+    // f = softmax(q^ Kt^T); out = (f Zinv) (S / s).
+    weights_m_.noalias() = landmark_keys_.middleRows(h * d_, d_).transpose() * q.segment(h * d_, d_);
+    weights_m_ = (weights_m_.array() - weights_m_.maxCoeff()).exp().matrix();
+    weights_m_ /= weights_m_.sum();
+    mixed_m_.noalias() = pinv_->middleCols(h * m_, m_).transpose() * weights_m_;
+    mixed_m_.array() /= sums.row(h).transpose().array();
+    out.col(0).segment(h * d_, d_).noalias() = numerators.middleRows(h * d_, d_) * mixed_m_;
+  }
+}
+
+void ContinualAttention::nystrom_retroactive(Eigen::MatrixXf& out) {
+  const Eigen::MatrixXf& numerators = rows_.numerators();
+  const Eigen::MatrixXf& sums = rows_.sums();
+  for (int h = 0; h < h_; ++h) {
+    // (F Zinv)(S / s) for all n window queries at once.
+    head_f_ = landmark_scores_.middleRows(h * m_, m_);
+    softmax_columns(head_f_);
+    head_g_.noalias() = pinv_->middleCols(h * m_, m_).transpose() * head_f_;
+    head_gv_ = numerators.middleRows(h * d_, d_);
+    head_gv_.array().rowwise() /= sums.row(h).array();
+    out.middleRows(h * d_, d_).noalias() = head_gv_ * head_g_;
+  }
+}
+
+void ContinualAttention::softmax_single(const Eigen::VectorXf& q, Eigen::MatrixXf& out) {
+  for (int h = 0; h < h_; ++h) {
+    window_p_.noalias() = keys_.middleRows(h * d_, d_).transpose() * q.segment(h * d_, d_);
+    window_p_ = (window_p_.array() - window_p_.maxCoeff()).exp().matrix();
+    window_p_ /= window_p_.sum();
+    out.col(0).segment(h * d_, d_).noalias() = values_.middleRows(h * d_, d_) * window_p_;
+  }
+}
+
+void ContinualAttention::softmax_retroactive(Eigen::MatrixXf& out) {
+  const Eigen::MatrixXf& numerators = rows_.numerators();
+  const Eigen::MatrixXf& sums = rows_.sums();
+  for (int i = 0; i < n_; ++i)
+    for (int h = 0; h < h_; ++h)
+      out.col(i).segment(h * d_, d_) = numerators.col(i).segment(h * d_, d_) / sums(h, i);
+}
+
+}  // namespace nystream

@@ -1,0 +1,75 @@
+// The first encoder layer's attention, advanced one token at a time
+// (algorithm.md 3.3-3.5): Nyström or softmax, single-output or retroactive.
+#pragma once
+
+#include <Eigen/Core>
+#include <cstdint>
+
+#include "landmark_kernel.h"
+#include "nystream/config.h"
+#include "row_cache.h"
+
+namespace nystream {
+
+class ContinualAttention {
+ public:
+  // fixed_pinv: the model's pinv for fixed landmarks (nullptr otherwise).
+  // retroactive: produce the updated attention of every window token each step.
+  ContinualAttention(const ModelConfig& config, const Eigen::MatrixXf& fixed_queries,
+                     const Eigen::MatrixXf& fixed_keys, const Eigen::MatrixXf* fixed_pinv,
+                     bool retroactive);
+
+  void reset();
+
+  // Ingests token t's scaled q^, k^ and v (zeros for padding). Then writes the
+  // attention (heads concatenated, before the output projection) to out:
+  // single-output, E x 1 for token t; retroactive, E x n, column t mod n holding
+  // window token t (ring order).
+  void step(std::int64_t t, const Eigen::VectorXf& q, const Eigen::VectorXf& k,
+            const Eigen::VectorXf& v, Eigen::MatrixXf& out);
+
+  const Eigen::MatrixXf& landmark_queries() const { return landmark_queries_; }
+  const Eigen::MatrixXf& landmark_keys() const { return landmark_keys_; }
+  std::int64_t rows_rebuilt() const { return rows_.rebuilds(); }
+
+ private:
+  bool nystrom() const { return config_.attention == AttentionKind::kNystrom; }
+  bool continual_landmarks() const {
+    return nystrom() && config_.schedule == LandmarkSchedule::kContinual;
+  }
+  void replace_landmark(int j);
+  void nystrom_single(const Eigen::VectorXf& q, Eigen::MatrixXf& out);
+  void nystrom_retroactive(Eigen::MatrixXf& out);
+  void softmax_single(const Eigen::VectorXf& q, Eigen::MatrixXf& out);
+  void softmax_retroactive(Eigen::MatrixXf& out);
+
+  ModelConfig config_;
+  bool retroactive_;
+  int n_, m_, e_, h_, d_;
+  const Eigen::MatrixXf* fixed_pinv_;
+  const Eigen::MatrixXf* pinv_;  // fixed_pinv_ or &pinv_state_
+
+  // Window rings, column t mod n.
+  Eigen::MatrixXf keys_, values_, queries_;  // queries_: retroactive or softmax only
+  Eigen::VectorXf key_left_, value_left_;
+
+  // Nyström.
+  Eigen::MatrixXf landmark_queries_, landmark_keys_;  // E x m
+  Eigen::VectorXf query_sum_, key_sum_;  // segment in progress (continual landmarks)
+  Eigen::MatrixXf pinv_state_;           // m x (m h), continual landmarks
+  LandmarkKernel kernel_;
+  // Rows: one per landmark (Nyström) or per window query (retroactive softmax).
+  RowCache rows_;
+  // Retroactive Nyström: q^_t . Kt_j for every window token, (m h) x n; row
+  // h m + j = landmark j of head h.
+  Eigen::MatrixXf landmark_scores_;
+
+  // Scratch.
+  Eigen::VectorXf weights_m_, mixed_m_;      // m
+  Eigen::MatrixXf head_f_, head_g_;          // m x n (retroactive)
+  Eigen::MatrixXf head_gv_;                  // d x m
+  Eigen::VectorXf window_p_;                 // n
+  Eigen::VectorXf inverse_sums_;             // E
+};
+
+}  // namespace nystream

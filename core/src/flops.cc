@@ -1,0 +1,97 @@
+#include "nystream/flops.h"
+
+namespace nystream {
+
+namespace {
+
+struct Dims {
+  explicit Dims(const ModelConfig& c)
+      : n(c.window), m(c.landmarks), e(c.embed_dim), h(c.heads), f(c.ff_dim), d_in(c.input_dim),
+        classes(c.classes) {}
+  double n, m, e, h, f, d_in, classes;
+};
+
+// Nyström attention for `rows` queries over a window of n: F, G, G V, the final
+// product (2 n m E each for rows = n), F Zinv, A and the pinv iteration.
+double nystrom_rows(const ModelConfig& c, double rows) {
+  const Dims x(c);
+  return 2 * rows * x.m * x.e + 4 * x.n * x.m * x.e + 2 * rows * x.m * x.e +
+         2 * rows * x.m * x.m * x.h + 2 * x.m * x.m * x.e + 8.0 * c.pinv_iterations * x.m * x.m * x.m * x.h;
+}
+
+}  // namespace
+
+double batch_softmax_attention_flops(const ModelConfig& c) {
+  const Dims x(c);
+  return 4 * x.n * x.n * x.e;
+}
+
+double continual_softmax_attention_flops(const ModelConfig& c) {
+  const Dims x(c);
+  return 4 * x.n * x.e;
+}
+
+double batch_nystrom_attention_flops(const ModelConfig& c) { return nystrom_rows(c, c.window); }
+
+double continual_nystrom_attention_flops(const ModelConfig& c) {
+  const Dims x(c);
+  double flops = 8 * x.m * x.e + 2 * x.m * x.m * x.h;
+  if (c.schedule == LandmarkSchedule::kContinual) {
+    const double update = 4 * x.n * x.e + 4 * x.m * x.e + 8.0 * c.pinv_iterations * x.m * x.m * x.m * x.h;
+    flops += update / c.segment_length();
+  }
+  return flops;
+}
+
+FlopCount continual_model_flops(const ModelConfig& c) {
+  const Dims x(c);
+  const bool nystrom = c.attention == AttentionKind::kNystrom;
+  const double out_proj = c.output_projection ? 2 * x.e * x.e : 0;
+  FlopCount count;
+  count.projections = 2 * x.e * x.d_in + 6 * x.e * x.e + 2 * x.classes * x.e;
+  if (c.blocks == 1) {
+    count.attention = nystrom ? continual_nystrom_attention_flops(c) : continual_softmax_attention_flops(c);
+    count.projections += out_proj;
+    count.feed_forward = 4 * x.e * x.f;
+    return count;
+  }
+  // Retroactive first layer: the cached rows slide (as single output), then all n
+  // outputs are formed; output projection and feed-forward run on all n tokens.
+  if (nystrom) {
+    count.attention = continual_nystrom_attention_flops(c) + 2 * x.n * x.m * x.m * x.h + 2 * x.n * x.m * x.e;
+    if (c.schedule == LandmarkSchedule::kContinual) count.attention += 2 * x.n * x.e / c.segment_length();
+  } else {
+    count.attention = 4 * x.n * x.e + 2 * x.n * x.e;  // slide all n rows + the entering row
+  }
+  count.projections += x.n * out_proj;
+  count.feed_forward = 4 * x.n * x.e * x.f;
+  // Last layer: keys and values of all n tokens, the newest query, attention for it.
+  count.projections += 4 * x.n * x.e * x.e + 2 * x.e * x.e + out_proj;
+  if (nystrom) {
+    count.attention += 2 * x.n * x.m * x.e + 2 * x.m * x.e + 2 * x.m * x.m * x.h + 2 * x.n * x.m * x.h + 2 * x.n * x.e;
+    if (c.schedule == LandmarkSchedule::kContinual)
+      count.attention += (2 * x.n * x.e * x.e + 2 * x.m * x.m * x.e + 8.0 * c.pinv_iterations * x.m * x.m * x.m * x.h) /
+                         c.segment_length();
+  } else {
+    count.attention += 4 * x.n * x.e;
+  }
+  count.feed_forward += 4 * x.e * x.f;
+  return count;
+}
+
+FlopCount batch_model_flops(const ModelConfig& c) {
+  const Dims x(c);
+  const bool nystrom = c.attention == AttentionKind::kNystrom;
+  const double out_proj = c.output_projection ? 2 * x.e * x.e : 0;
+  FlopCount count;
+  count.projections = 2 * x.n * x.e * x.d_in + 2 * x.classes * x.e;
+  for (int l = 0; l < c.blocks; ++l) {
+    const double rows = l + 1 == c.blocks ? 1 : x.n;
+    count.projections += 6 * x.n * x.e * x.e + rows * out_proj;
+    count.attention += nystrom ? nystrom_rows(c, rows) : 4 * rows * x.n * x.e;
+    count.feed_forward += 4 * rows * x.e * x.f;
+  }
+  return count;
+}
+
+}  // namespace nystream

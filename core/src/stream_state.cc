@@ -1,0 +1,181 @@
+#include "nystream/stream_state.h"
+
+#include <cmath>
+#include <vector>
+
+#include "continual_attention.h"
+#include "nystream/ops.h"
+#include "window_attention.h"
+
+namespace nystream {
+
+namespace {
+
+const Eigen::MatrixXf* fixed_pinv_of(const Model& model, int layer) {
+  const ModelConfig& c = model.config();
+  const bool fixed = c.attention == AttentionKind::kNystrom && c.schedule == LandmarkSchedule::kFixed;
+  return fixed ? &model.fixed_pinv(layer) : nullptr;
+}
+
+// Post-norm tail of an encoder block on the columns of residual/attention:
+// z = LN(x + Wo a + bo), y = LN(z + W2 GELU(W1 z + b1) + b2). All outputs preallocated.
+template <typename Residual, typename Attention>
+void finish_block(const ModelConfig& c, const LayerWeights& w, const Residual& residual,
+                  const Attention& attention, Eigen::MatrixXf& z, Eigen::MatrixXf& hidden,
+                  Eigen::MatrixXf& y) {
+  z = residual;
+  if (c.output_projection) {
+    z.noalias() += w.out * attention;
+    z.colwise() += w.out_bias;
+  } else {
+    z += attention;
+  }
+  layer_norm_columns(z, w.norm1_gamma, w.norm1_beta, c.layer_norm_eps);
+  hidden.noalias() = w.ff1 * z;
+  hidden.colwise() += w.ff1_bias;
+  gelu(hidden);
+  y = z;
+  y.noalias() += w.ff2 * hidden;
+  y.colwise() += w.ff2_bias;
+  layer_norm_columns(y, w.norm2_gamma, w.norm2_beta, c.layer_norm_eps);
+}
+
+}  // namespace
+
+struct StreamState::Impl {
+  explicit Impl(std::shared_ptr<const Model> m)
+      : model(std::move(m)),
+        c(model->config()),
+        w(model->weights()),
+        scale(1.0f / std::pow(static_cast<float>(c.head_dim()), 0.25f)),
+        embedded(c.embed_dim),
+        qkv(3 * c.embed_dim),
+        q(c.embed_dim),
+        k(c.embed_dim),
+        v(c.embed_dim),
+        first(c, w.layers[0].landmark_queries, w.layers[0].landmark_keys, fixed_pinv_of(*model, 0),
+              c.blocks == 2),
+        attention(c.embed_dim, c.blocks == 2 ? c.window : 1),
+        z(c.embed_dim, 1),
+        hidden(c.ff_dim, 1),
+        y(c.embed_dim, 1),
+        final_row(c.embed_dim, 1),
+        logits(c.classes) {
+    if (c.blocks == 2) {
+      inputs.resize(c.embed_dim, c.window);
+      valid.resize(c.window);
+      window_z.resize(c.embed_dim, c.window);
+      window_hidden.resize(c.ff_dim, c.window);
+      window_y.resize(c.embed_dim, c.window);
+      last_attention.resize(c.embed_dim);
+      last.reset(new WindowAttention(c, w.layers[1], fixed_pinv_of(*model, 1)));
+    }
+    reset();
+  }
+
+  void reset() {
+    time = 0;
+    first.reset();
+    if (last) {
+      last->reset();
+      inputs.setZero();
+      std::fill(valid.begin(), valid.end(), 0);
+    }
+    logits.setZero();
+  }
+
+  // Embeds the features and projects q^, k^, v; false (and zeros, i.e. a padding
+  // token) when anything is non-finite.
+  bool project(const float* features) {
+    const Eigen::Map<const Eigen::VectorXf> x(features, c.input_dim);
+    if (x.allFinite()) {
+      embedded.noalias() = w.input * x;
+      embedded += w.input_bias + w.positions.col(time % c.positional_period);
+      qkv.noalias() = w.layers[0].qkv * embedded;
+      qkv += w.layers[0].qkv_bias;
+      if (qkv.allFinite() && embedded.allFinite()) {
+        q = qkv.head(c.embed_dim) * scale;
+        k = qkv.segment(c.embed_dim, c.embed_dim) * scale;
+        v = qkv.tail(c.embed_dim);
+        return true;
+      }
+    }
+    embedded.setZero();
+    q.setZero();
+    k.setZero();
+    v.setZero();
+    return false;
+  }
+
+  StepStatus step(const float* features, float* scores) {
+    const bool finite = project(features);
+    if (!last) {
+      first.step(time, q, k, v, attention);
+      ++time;
+      if (!finite) return StepStatus::kNonFiniteInput;
+      finish_block(c, w.layers[0], embedded, attention, z, hidden, y);
+    } else {
+      const int slot = static_cast<int>(time % c.window);
+      inputs.col(slot) = embedded;
+      valid[slot] = finite;
+      first.step(time, q, k, v, attention);
+      // Every window token's first-layer output changed: finish the block for all.
+      finish_block(c, w.layers[0], inputs, attention, window_z, window_hidden, window_y);
+      last->step(time, window_y, valid, last_attention);
+      ++time;
+      if (!finite) return StepStatus::kNonFiniteInput;
+      finish_block(c, w.layers[1], window_y.col(slot), last_attention, z, hidden, y);
+    }
+    final_row = y;
+    layer_norm_columns(final_row, w.final_gamma, w.final_beta, c.layer_norm_eps);
+    logits.noalias() = w.classifier * final_row.col(0);
+    logits += w.classifier_bias;
+    Eigen::Map<Eigen::VectorXf> out(scores, c.classes);
+    if (c.activation == OutputActivation::kSigmoid) {
+      out = (1.0f + (-logits.array()).exp()).inverse().matrix();
+    } else {
+      out = (logits.array() - logits.maxCoeff()).exp().matrix();
+      out /= out.sum();
+    }
+    return StepStatus::kOk;
+  }
+
+  std::shared_ptr<const Model> model;
+  const ModelConfig& c;
+  const ModelWeights& w;
+  float scale;
+  std::int64_t time = 0;
+  Eigen::VectorXf embedded, qkv, q, k, v;
+  ContinualAttention first;
+  Eigen::MatrixXf attention;  // E x 1, or E x n (retroactive)
+  Eigen::MatrixXf z, hidden, y, final_row;
+  Eigen::VectorXf logits;
+  // Two blocks: the first layer's inputs and outputs for every window token.
+  Eigen::MatrixXf inputs, window_z, window_hidden, window_y;
+  std::vector<unsigned char> valid;
+  Eigen::VectorXf last_attention;
+  std::unique_ptr<WindowAttention> last;
+};
+
+StreamState::StreamState(std::shared_ptr<const Model> model) : impl_(new Impl(std::move(model))) {}
+StreamState::~StreamState() = default;
+StreamState::StreamState(StreamState&&) noexcept = default;
+StreamState& StreamState::operator=(StreamState&&) noexcept = default;
+
+StepStatus StreamState::step(const float* features, float* scores) noexcept {
+  return impl_->step(features, scores);
+}
+void StreamState::reset() noexcept { impl_->reset(); }
+const Model& StreamState::model() const { return *impl_->model; }
+std::int64_t StreamState::time() const noexcept { return impl_->time; }
+Eigen::Ref<const Eigen::VectorXf> StreamState::logits() const noexcept { return impl_->logits; }
+
+Eigen::Ref<const Eigen::MatrixXf> StreamState::landmark_queries(int layer) const noexcept {
+  return layer == 0 ? impl_->first.landmark_queries() : impl_->last->landmark_queries();
+}
+Eigen::Ref<const Eigen::MatrixXf> StreamState::landmark_keys(int layer) const noexcept {
+  return layer == 0 ? impl_->first.landmark_keys() : impl_->last->landmark_keys();
+}
+std::int64_t StreamState::rows_rebuilt() const noexcept { return impl_->first.rows_rebuilt(); }
+
+}  // namespace nystream
