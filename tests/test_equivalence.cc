@@ -26,10 +26,10 @@ constexpr double kLogitTolerance = 2e-4;
 // nearly collinear (the smooth 6-step iteration does not); a two-block model
 // then carries that into the second layer's landmarks. One decade more.
 constexpr double kExactPinvLogitTolerance = 2e-3;
-// Landmarks are means of O(1) scaled projections: float32 sums of L terms, plus
-// (second layer) the first layer's output error.
+// Landmarks are means of O(1) scaled projections: float32 sums of L terms. The
+// second layer's are projections of the first layer's outputs and inherit their
+// error, which with the exact pinv is the logits' (above).
 constexpr double kLandmarkTolerance = 1e-5;
-constexpr double kExactPinvLandmarkTolerance = 1e-4;
 
 using Shape = std::pair<int, int>;  // window n, landmarks m
 using Params = std::tuple<Shape, int, LandmarkSchedule, PinvMode>;
@@ -81,7 +81,7 @@ TEST_P(Equivalence, LandmarksAreSegmentMeansAtEveryUpdate) {
   const std::vector<char> valid(steps, 1);
   Eigen::VectorXf scores(c.classes);
   const double tolerance =
-      pinv == PinvMode::kExact && blocks == 2 ? kExactPinvLandmarkTolerance : kLandmarkTolerance;
+      pinv == PinvMode::kExact && blocks == 2 ? kExactPinvLogitTolerance : kLandmarkTolerance;
   int updates = 0;
   for (int t = 0; t < steps; ++t) {
     stream.step(history.col(t).data(), scores.data());
@@ -103,6 +103,34 @@ TEST_P(Equivalence, LandmarksAreSegmentMeansAtEveryUpdate) {
     }
   }
   EXPECT_EQ(updates, steps / length);
+}
+
+// The comparison above can fail: the same stream checked against a window one
+// step stale, or against landmarks one segment stale, is far outside tolerance.
+TEST(EquivalenceCanFail, OffByOneWindowAndStaleLandmarksAreCaught) {
+  const ModelConfig c = small_config(12, 4, 1, LandmarkSchedule::kContinual);
+  const auto model = make_model(c);
+  StreamState stream(model);
+  Reference reference(*model);
+  const int steps = 4 * c.window;
+  const Eigen::MatrixXf history = random_tokens(c.input_dim, steps, 13);
+  const std::vector<char> valid(steps, 1);
+  Eigen::VectorXf scores(c.classes);
+  double off_by_one = 0, stale = 0;
+  for (int t = 0; t < steps; ++t) {
+    stream.step(history.col(t).data(), scores.data());
+    if (t < c.window) continue;
+    const Eigen::VectorXd actual = stream.logits().cast<double>();
+    off_by_one = std::max(off_by_one, (actual - reference.logits(history, valid, t - 1)).cwiseAbs().maxCoeff());
+    if ((t + 1) % c.segment_length() == 0) {
+      const auto previous = reference.landmarks(history, valid, t - c.segment_length());
+      const Eigen::VectorXd with_stale = reference.batch().forward(reference.window(history, valid, t), &previous);
+      stale = std::max(stale, (actual - with_stale).cwiseAbs().maxCoeff());
+    }
+  }
+  std::printf("off-by-one window: %.3g, one-segment-stale landmarks: %.3g\n", off_by_one, stale);
+  EXPECT_GT(off_by_one, 100 * kLogitTolerance);
+  EXPECT_GT(stale, 10 * kLogitTolerance);
 }
 
 // (n, m) with m = 2, m = n / 2 and m = n, each schedule and block count.
