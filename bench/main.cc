@@ -1,0 +1,233 @@
+// nystream-bench: runs every registered benchmark (Google Benchmark flags such as
+// --benchmark_filter apply), then prints ratios computed from that one run:
+// continual step against batch re-encoding, window-length flatness, and
+// attention-only time ratios against FLOP ratios. Targets are informational;
+// the exit status does not depend on them.
+#include <benchmark/benchmark.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+void register_model_benchmarks();      // model_bench.cc
+void register_attention_benchmarks();  // attention_bench.cc
+
+namespace {
+
+struct Result {
+  double seconds = 0;  // real time per iteration
+  double flops = 0;    // the FLOPs/step counter
+  std::string error;   // non-empty: the run was skipped, this says why
+};
+
+// The console table, plus each run's real time per iteration for the summary
+// (the fastest repetition when --benchmark_repetitions is given).
+class RecordingReporter : public benchmark::ConsoleReporter {
+ public:
+  using ConsoleReporter::ConsoleReporter;
+
+  void ReportRuns(const std::vector<Run>& runs) override {
+    for (const Run& run : runs) {
+      if (run.run_type != Run::RT_Iteration) continue;
+      const std::string& name = run.run_name.function_name;
+      if (!results_.count(name)) order_.push_back(name);
+      Result& r = results_[name];
+      if (run.error_occurred) {
+        r.error = run.error_message;
+        continue;
+      }
+      const double seconds = run.real_accumulated_time / static_cast<double>(run.iterations);
+      if (r.seconds == 0 || seconds < r.seconds) r.seconds = seconds;
+      const auto flops = run.counters.find("FLOPs/step");
+      if (flops != run.counters.end()) r.flops = flops->second.value;
+    }
+    ConsoleReporter::ReportRuns(runs);
+  }
+
+  const std::vector<std::string>& order() const { return order_; }
+  // nullptr when the run is absent (filtered out) or skipped.
+  const Result* find(const std::string& name) const {
+    const auto it = results_.find(name);
+    return it == results_.end() || !it->second.error.empty() ? nullptr : &it->second;
+  }
+  const Result* find_any(const std::string& name) const {
+    const auto it = results_.find(name);
+    return it == results_.end() ? nullptr : &it->second;
+  }
+
+ private:
+  std::map<std::string, Result> results_;
+  std::vector<std::string> order_;
+};
+
+std::vector<std::string> split(const std::string& name) {
+  std::vector<std::string> parts(1);
+  for (char ch : name) {
+    if (ch == '/')
+      parts.emplace_back();
+    else
+      parts.back() += ch;
+  }
+  return parts;
+}
+
+bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
+
+std::string format_time(const Result* r) {
+  if (!r) return "n/a";
+  char buf[32];
+  const double s = r->seconds;
+  if (s >= 1e-3)
+    std::snprintf(buf, sizeof buf, "%.2f ms", s * 1e3);
+  else if (s >= 1e-6)
+    std::snprintf(buf, sizeof buf, "%.2f us", s * 1e6);
+  else
+    std::snprintf(buf, sizeof buf, "%.0f ns", s * 1e9);
+  return buf;
+}
+
+std::string format_ratio(double r) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, r >= 100 ? "%.0fx" : r >= 10 ? "%.1fx" : "%.2fx", r);
+  return buf;
+}
+
+// "time x (FLOP x)" of slow over fast, or n/a.
+std::string ratios(const Result* slow, const Result* fast) {
+  if (!slow || !fast) return "n/a";
+  std::string out = format_ratio(slow->seconds / fast->seconds);
+  if (slow->flops > 0 && fast->flops > 0) out += " (" + format_ratio(slow->flops / fast->flops) + ")";
+  return out;
+}
+
+struct Tally {
+  int pass = 0, miss = 0, missing = 0;
+  const char* judge(bool available, bool met) {
+    if (!available) return ++missing, "n/a";
+    return met ? (++pass, "PASS") : (++miss, "MISS");
+  }
+};
+
+// Continual step against batch re-encoding, for the published configs.
+void whole_model(const RecordingReporter& rep, Tally& tally) {
+  std::printf("\nWhole model, per token: continual step vs batch re-encoding of the window\n");
+  std::printf("time ratio (FLOP ratio from flops.h); batch Nystrom uses the step's landmark schedule\n");
+  std::printf("%-36s %10s %20s %20s %8s %6s\n", "config/blocks/variant", "step", "vs batch softmax",
+              "vs batch Nystrom", "target", "result");
+  std::vector<std::string> skipped;
+  for (const std::string& name : rep.order()) {
+    const std::vector<std::string> p = split(name);
+    if (p.size() != 5 || p[0] != "model" || p[4] != "step" || starts_with(p[1], "sweep_")) continue;
+    const std::string label = p[1] + "/" + p[2] + "/" + p[3];
+    const Result* any = rep.find_any(name);
+    if (!any->error.empty()) {
+      skipped.push_back(label + ": " + any->error);
+      continue;
+    }
+    const Result* step = rep.find(name);
+    const std::string prefix = "model/" + p[1] + "/" + p[2] + "/";
+    const Result* softmax = rep.find(prefix + "softmax/batch");
+    const Result* nystrom = p[3] == "softmax" ? nullptr : rep.find(prefix + p[3] + "/batch");
+    std::string target = "-", result = "";
+    if (label == "audio_n120/b1/nystrom_fixed_m8") {
+      target = ">= 30x";
+      result = tally.judge(softmax, softmax && softmax->seconds / step->seconds >= 30);
+    }
+    std::printf("%-36s %10s %20s %20s %8s %6s\n", label.c_str(), format_time(step).c_str(),
+                ratios(softmax, step).c_str(), p[3] == "softmax" ? "-" : ratios(nystrom, step).c_str(),
+                target.c_str(), result.c_str());
+  }
+  for (const std::string& s : skipped) std::printf("not run: %s\n", s.c_str());
+}
+
+// Window sweep: the fixed-landmark step should not grow with n.
+void sweep(const RecordingReporter& rep, Tally& tally) {
+  std::printf("\nWindow sweep (E=192, h=16, F=1024, m=8, 1 block), whole model per token\n");
+  std::printf("%6s %12s %12s %14s %20s %20s\n", "n", "fixed step", "softmax step", "batch softmax",
+              "fixed vs batch", "softmax vs batch");
+  auto get = [&rep](int n, const char* variant, const char* mode) {
+    return rep.find("model/sweep_n" + std::to_string(n) + "/b1/" + variant + "/" + mode);
+  };
+  for (int n : {64, 128, 256, 512, 1024, 2048, 4096}) {
+    const Result* fixed = get(n, "nystrom_fixed_m8", "step");
+    const Result* softmax = get(n, "softmax", "step");
+    const Result* batch = get(n, "softmax", "batch");
+    std::printf("%6d %12s %12s %14s %20s %20s\n", n, format_time(fixed).c_str(),
+                format_time(softmax).c_str(), format_time(batch).c_str(),
+                ratios(batch, fixed).c_str(), ratios(batch, softmax).c_str());
+  }
+  const Result* fixed_64 = get(64, "nystrom_fixed_m8", "step");
+  const Result* fixed_4096 = get(4096, "nystrom_fixed_m8", "step");
+  const Result* batch_4096 = get(4096, "softmax", "batch");
+  const bool flat_known = fixed_64 && fixed_4096;
+  const double flat = flat_known ? fixed_4096->seconds / fixed_64->seconds : 0;
+  std::printf("fixed step n=4096 / n=64: %-10s target <= 1.2x    %s\n",
+              flat_known ? format_ratio(flat).c_str() : "n/a", tally.judge(flat_known, flat <= 1.2));
+  const bool speedup_known = fixed_4096 && batch_4096;
+  const double speedup = speedup_known ? batch_4096->seconds / fixed_4096->seconds : 0;
+  std::printf("n=4096 fixed step vs batch softmax: %-10s target >= 1000x   %s\n",
+              speedup_known ? format_ratio(speedup).c_str() : "n/a",
+              tally.judge(speedup_known, speedup >= 1000));
+}
+
+// Attention only: does the measured speed-up track the FLOP count?
+void attention(const RecordingReporter& rep, Tally& tally) {
+  std::printf("\nAttention only (one layer, all heads, no projections): batch over the window,\n"
+              "all n outputs, vs one continual step. target: time ratio within 2x of FLOP ratio\n");
+  std::printf("%-32s %10s %10s %10s %10s %10s %6s\n", "config/variant", "step", "batch", "time x",
+              "FLOP x", "time/FLOP", "result");
+  for (const std::string& name : rep.order()) {
+    const std::vector<std::string> p = split(name);
+    if (p.size() != 4 || p[0] != "attention" || p[3] != "step") continue;
+    // nystrom_<schedule>_m<M> steps compare with the nystrom_m<M> batch.
+    std::string batch_variant = p[2];
+    if (starts_with(batch_variant, "nystrom_"))
+      batch_variant = "nystrom" + batch_variant.substr(batch_variant.rfind('_'));
+    const Result* step = rep.find(name);
+    const Result* batch = rep.find("attention/" + p[1] + "/" + batch_variant + "/batch");
+    const bool known = step && batch && step->flops > 0 && batch->flops > 0;
+    const double time_ratio = known ? batch->seconds / step->seconds : 0;
+    const double flop_ratio = known ? batch->flops / step->flops : 0;
+    const double quotient = known ? time_ratio / flop_ratio : 0;
+    char q[32] = "n/a";
+    if (known) std::snprintf(q, sizeof q, "%.2f", quotient);
+    std::printf("%-32s %10s %10s %10s %10s %10s %6s\n", (p[1] + "/" + p[2]).c_str(),
+                format_time(step).c_str(), format_time(batch).c_str(),
+                known ? format_ratio(time_ratio).c_str() : "n/a",
+                known ? format_ratio(flop_ratio).c_str() : "n/a", q,
+                tally.judge(known, quotient >= 0.5 && quotient <= 2.0));
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  register_model_benchmarks();
+  register_attention_benchmarks();
+  // A short default minimum time keeps the full suite to a few minutes; a
+  // --benchmark_min_time given on the command line comes later and wins.
+  static char default_min_time[] = "--benchmark_min_time=0.1";
+  std::vector<char*> args(argv, argv + argc);
+  args.insert(args.begin() + 1, default_min_time);
+  args.push_back(nullptr);
+  int count = argc + 1;
+  benchmark::Initialize(&count, args.data());
+  if (benchmark::ReportUnrecognizedArguments(count, args.data())) return 1;
+
+  RecordingReporter reporter(isatty(STDOUT_FILENO) ? benchmark::ConsoleReporter::OO_ColorTabular
+                                                   : benchmark::ConsoleReporter::OO_Tabular);
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+
+  std::fflush(stdout);
+  std::printf("\n==== Ratio summary (real time per iteration, this run) ====\n");
+  Tally tally;
+  whole_model(reporter, tally);
+  sweep(reporter, tally);
+  attention(reporter, tally);
+  std::printf("\ntargets: %d PASS, %d MISS, %d n/a (informational; exit status 0)\n", tally.pass,
+              tally.miss, tally.missing);
+  return 0;
+}
