@@ -63,6 +63,12 @@ TEST_P(Equivalence, EveryStepMatchesBatchModel) {
     const double error = (stream.logits().cast<double>() - expected).cwiseAbs().maxCoeff();
     worst = std::max(worst, error);
     ASSERT_LT(error, tolerance) << "step " << t;
+    if (t % n == 0) {  // a plain encoder's forward (every row in every layer) agrees
+      const auto landmarks = reference.landmarks(history, valid, t);
+      const Eigen::VectorXd all_rows =
+          reference.batch().forward(reference.window(history, valid, t), &landmarks, true);
+      ASSERT_LT((all_rows - expected).cwiseAbs().maxCoeff(), 1e-9) << "step " << t;
+    }
   }
   std::printf("max |logit error| over %d steps: %.3g\n", steps, worst);
 }

@@ -79,14 +79,14 @@ FlopCount continual_model_flops(const ModelConfig& c) {
   return count;
 }
 
-FlopCount batch_model_flops(const ModelConfig& c) {
+FlopCount batch_model_flops(const ModelConfig& c, bool all_rows) {
   const Dims x(c);
   const bool nystrom = c.attention == AttentionKind::kNystrom;
   const double out_proj = c.output_projection ? 2 * x.e * x.e : 0;
   FlopCount count;
   count.projections = 2 * x.n * x.e * x.d_in + 2 * x.classes * x.e;
   for (int l = 0; l < c.blocks; ++l) {
-    const double rows = l + 1 == c.blocks ? 1 : x.n;
+    const double rows = l + 1 == c.blocks && !all_rows ? 1 : x.n;
     count.projections += 6 * x.n * x.e * x.e + rows * out_proj;
     count.attention += nystrom ? nystrom_rows(c, rows) : 4 * rows * x.n * x.e;
     count.feed_forward += 4 * rows * x.e * x.f;

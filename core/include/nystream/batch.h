@@ -178,11 +178,14 @@ class BatchModel {
 
   // Logits of the window's last token. landmarks: one per layer; nullptr means
   // "the model's own": fixed landmarks, or each layer's window segment means.
-  VectorT<S> forward(const Window& window, const std::vector<Landmarks<S>>* landmarks) const {
+  // all_rows: run the last layer for every token, as a plain encoder forward does,
+  // instead of for the newest token only (the same logits either way).
+  VectorT<S> forward(const Window& window, const std::vector<Landmarks<S>>* landmarks,
+                     bool all_rows = false) const {
     MatrixT<S> x = embed(window);
     const Eigen::Index n = x.cols();
     for (int l = 0; l < config_.blocks; ++l) {
-      const bool last = l + 1 == config_.blocks;
+      const bool last = l + 1 == config_.blocks && !all_rows;
       Landmarks<S> own;
       if (landmarks) {
         own = (*landmarks)[l];
@@ -193,8 +196,9 @@ class BatchModel {
       }
       x = block(l, x, window.valid, own, last ? 1 : n);
     }
-    layer_norm_columns(x, final_gamma_, final_beta_, S(config_.layer_norm_eps));
-    return classifier_ * x.col(0) + classifier_bias_;
+    auto newest = x.col(x.cols() - 1);
+    layer_norm_columns(newest, final_gamma_, final_beta_, S(config_.layer_norm_eps));
+    return classifier_ * newest + classifier_bias_;
   }
 
  private:

@@ -26,6 +26,7 @@ FlopCount continual_model_flops(const ModelConfig& c);
 // The batch model re-encoding the window for the newest token's scores, as
 // BatchModel::forward computes it: every layer but the last over all n tokens,
 // the last layer's attention and feed-forward for the newest token only.
-FlopCount batch_model_flops(const ModelConfig& c);
+// all_rows: every layer over all n tokens, as a plain encoder forward does.
+FlopCount batch_model_flops(const ModelConfig& c, bool all_rows = false);
 
 }  // namespace nystream
