@@ -55,6 +55,8 @@ ModelWeights random_weights(const ModelConfig& c, std::uint64_t seed) {
   Filler fill(seed);
   const int e = c.embed_dim;
   ModelWeights w;
+  w.input_mean = fill.around(c.input_dim, 0.0f, 0.5f);
+  w.input_scale = fill.around(c.input_dim, 1.25f, 0.75f);
   w.input = fill.xavier(e, c.input_dim);
   w.input_bias = fill.around(e, 0.0f, 0.1f);
   w.positions = fill.uniform(e, c.positional_period, 0.5f);
@@ -96,6 +98,10 @@ std::string check_weights(const ModelConfig& c, const ModelWeights& w) {
   auto first = [&error](std::string found) {
     if (error.empty()) error = std::move(found);
   };
+  if (w.input_mean.size() || w.input_scale.size()) {
+    first(check("input_mean", w.input_mean, c.input_dim, 1));
+    first(check("input_scale", w.input_scale, c.input_dim, 1));
+  }
   first(check("input", w.input, e, c.input_dim));
   first(check("input_bias", w.input_bias, e, 1));
   first(check("positions", w.positions, e, c.positional_period));
@@ -131,18 +137,29 @@ std::string check_weights(const ModelConfig& c, const ModelWeights& w) {
   return error;
 }
 
-Model::Model(ModelConfig config, ModelWeights weights)
-    : config_(std::move(config)), weights_(std::move(weights)) {}
+Model::Model(ModelConfig config, ModelWeights weights, ModelInfo info)
+    : config_(std::move(config)), weights_(std::move(weights)), info_(std::move(info)) {}
 
 std::shared_ptr<const Model> Model::create(ModelConfig config, ModelWeights weights,
                                            std::string* error) {
+  return create(std::move(config), std::move(weights), ModelInfo{}, error);
+}
+
+std::shared_ptr<const Model> Model::create(ModelConfig config, ModelWeights weights,
+                                           ModelInfo info, std::string* error) {
   std::string problem = config.validate();
   if (problem.empty()) problem = check_weights(config, weights);
+  if (problem.empty() && !info.classes.empty() &&
+      static_cast<int>(info.classes.size()) != config.classes)
+    problem = std::to_string(info.classes.size()) + " class names for " +
+              std::to_string(config.classes) + " classes";
   if (!problem.empty()) {
     if (error) *error = problem;
     return nullptr;
   }
-  std::shared_ptr<Model> model(new Model(std::move(config), std::move(weights)));
+  if (info.classes.empty())
+    for (int i = 0; i < config.classes; ++i) info.classes.push_back("class" + std::to_string(i));
+  std::shared_ptr<Model> model(new Model(std::move(config), std::move(weights), std::move(info)));
   const ModelConfig& c = model->config_;
   model->fixed_pinv_.resize(c.blocks);
   if (c.attention == AttentionKind::kNystrom && c.schedule == LandmarkSchedule::kFixed) {

@@ -48,6 +48,7 @@ struct StreamState::Impl {
         c(model->config()),
         w(model->weights()),
         scale(1.0f / std::pow(static_cast<float>(c.head_dim()), 0.25f)),
+        normalized(c.input_dim),
         embedded(c.embed_dim),
         qkv(3 * c.embed_dim),
         q(c.embed_dim),
@@ -87,9 +88,10 @@ struct StreamState::Impl {
   // Embeds the features and projects q^, k^, v; false (and zeros, i.e. a padding
   // token) when anything is non-finite.
   bool project(const float* features) {
-    const Eigen::Map<const Eigen::VectorXf> x(features, c.input_dim);
-    if (x.allFinite()) {
-      embedded.noalias() = w.input * x;
+    normalized = Eigen::Map<const Eigen::VectorXf>(features, c.input_dim);
+    if (w.input_mean.size()) normalized = (normalized - w.input_mean).cwiseProduct(w.input_scale);
+    if (normalized.allFinite()) {
+      embedded.noalias() = w.input * normalized;
       embedded += w.input_bias + w.positions.col(time % c.positional_period);
       qkv.noalias() = w.layers[0].qkv * embedded;
       qkv += w.layers[0].qkv_bias;
@@ -145,7 +147,7 @@ struct StreamState::Impl {
   const ModelWeights& w;
   float scale;
   std::int64_t time = 0;
-  Eigen::VectorXf embedded, qkv, q, k, v;
+  Eigen::VectorXf normalized, embedded, qkv, q, k, v;
   ContinualAttention first;
   Eigen::MatrixXf attention;  // E x 1, or E x n (retroactive)
   Eigen::MatrixXf z, hidden, y, final_row;

@@ -80,6 +80,8 @@ class BatchModel {
 
   explicit BatchModel(const Model& model) : config_(model.config()) {
     const ModelWeights& w = model.weights();
+    input_mean_ = w.input_mean.cast<S>();
+    input_scale_ = w.input_scale.cast<S>();
     input_ = w.input.cast<S>();
     input_bias_ = w.input_bias.cast<S>();
     positions_ = w.positions.cast<S>();
@@ -92,12 +94,15 @@ class BatchModel {
 
   const ModelConfig& config() const { return config_; }
 
-  // Input projection plus the recycled positional embedding: E x n.
+  // Input normalisation and projection plus the recycled positional embedding: E x n.
   MatrixT<S> embed(const Window& window) const {
-    MatrixT<S> x = input_ * window.tokens;
+    MatrixT<S> tokens = window.tokens;
+    if (input_mean_.size())
+      tokens = ((tokens.colwise() - input_mean_).array().colwise() * input_scale_.array()).matrix();
+    MatrixT<S> x = input_ * tokens;
     x.colwise() += input_bias_;
     for (Eigen::Index j = 0; j < x.cols(); ++j)
-      x.col(j) += positions_.col(window.times[j] % config_.positional_period);
+      x.col(j) += positions_.col(static_cast<Eigen::Index>(window.times[j] % config_.positional_period));
     return x;
   }
 
@@ -229,7 +234,7 @@ class BatchModel {
 
   ModelConfig config_;
   MatrixT<S> input_, positions_, classifier_;
-  VectorT<S> input_bias_, final_gamma_, final_beta_, classifier_bias_;
+  VectorT<S> input_mean_, input_scale_, input_bias_, final_gamma_, final_beta_, classifier_bias_;
   std::vector<Layer> layers_;
 };
 

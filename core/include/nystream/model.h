@@ -32,6 +32,9 @@ struct LayerWeights {
 };
 
 struct ModelWeights {
+  // Input normalisation, x <- (x - input_mean) * input_scale (scale = 1 / std);
+  // both empty for none.
+  Eigen::VectorXf input_mean, input_scale;  // D_in
   Eigen::MatrixXf input;       // E x D_in
   Eigen::VectorXf input_bias;  // E
   Eigen::MatrixXf positions;   // E x P, recycled: token t adds column t mod P
@@ -49,22 +52,38 @@ ModelWeights random_weights(const ModelConfig& config, std::uint64_t seed);
 // what is wrong, naming the tensor and the expected shape.
 std::string check_weights(const ModelConfig& config, const ModelWeights& weights);
 
+// What a model is for and where it came from: everything in a model file besides
+// the architecture and the weights (docs/model-format.md).
+struct ModelInfo {
+  std::string name = "unnamed";
+  std::string modality = "features";   // "audio", "video" or "features"
+  std::vector<std::string> classes;    // empty: "class0", "class1", ... are used
+  std::string feature_extractor = "identity";
+  int feature_version = 1;
+  std::string feature_params = "{}";  // JSON object text, interpreted by the extractor
+  std::string provenance = "{}";      // JSON object text
+};
+
 class Model {
  public:
   // Validates config and weights; returns nullptr and sets *error when either is
   // unusable. For fixed landmarks, computes each layer's pinv(A) here, once.
   static std::shared_ptr<const Model> create(ModelConfig config, ModelWeights weights,
                                              std::string* error);
+  static std::shared_ptr<const Model> create(ModelConfig config, ModelWeights weights,
+                                             ModelInfo info, std::string* error);
 
   const ModelConfig& config() const { return config_; }
+  const ModelInfo& info() const { return info_; }
   const ModelWeights& weights() const { return weights_; }
   // Fixed landmarks: pinv(softmax(Qt Kt^T)) of layer l, m x (m * h), head j in
   // columns [j m, (j+1) m). Empty for continual landmarks.
   const Eigen::MatrixXf& fixed_pinv(int layer) const { return fixed_pinv_[layer]; }
 
  private:
-  Model(ModelConfig config, ModelWeights weights);
+  Model(ModelConfig config, ModelWeights weights, ModelInfo info);
   ModelConfig config_;
+  ModelInfo info_;
   ModelWeights weights_;
   std::vector<Eigen::MatrixXf> fixed_pinv_;
 };
