@@ -6,6 +6,7 @@ PACKAGES="
   g++ pkg-config meson ninja-build
   libeigen3-dev
   libgtest-dev libbenchmark-dev
+  nlohmann-json3-dev
 "
 if [ "$(id -u)" != 0 ]; then
   exec sudo "$0" "$@"

@@ -1,0 +1,1 @@
+// Model files: load and save (docs/model-format.md). Implemented by the model-file issue.
