@@ -7,6 +7,7 @@ PACKAGES="
   libeigen3-dev
   libgtest-dev libbenchmark-dev
   nlohmann-json3-dev
+  python3-torch python3-numpy
 "
 if [ "$(id -u)" != 0 ]; then
   exec sudo "$0" "$@"

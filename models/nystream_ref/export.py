@@ -1,0 +1,197 @@
+"""Model files (docs/model-format.md): write a NystreamModel as safetensors, read one
+back, and a command line:
+
+  python3 -m nystream_ref.export random --out FILE [architecture options] [--seed S]
+      a random-weight model (every tensor random, input normalisation included)
+  python3 -m nystream_ref.export checkpoint --checkpoint CKPT.pt --out FILE
+      a model trained by nystream_ref.train (its torch.save checkpoint)
+  python3 -m nystream_ref.export info FILE
+      print the metadata and tensor shapes
+
+Run from models/ or with PYTHONPATH=models, with /usr/bin/python3.
+"""
+import argparse
+import datetime
+import json
+import sys
+
+import numpy as np
+import torch
+
+from . import safetensors_io
+from .model import Config, NystreamModel, random_model
+
+FORMAT_VERSION = 1
+_ARCH_KEYS = {f for f in Config.__dataclass_fields__ if f != "classes"}
+
+
+def state_tensors(model: NystreamModel):
+    """name -> float32 numpy array, exactly the tensors the format lists."""
+    c = model.c
+    t = {}
+
+    def put(name, value):
+        t[name] = value.detach().to(torch.float32).cpu().numpy()
+
+    put("input.weight", model.input.weight)
+    put("input.bias", model.input.bias)
+    put("positions", model.positions)
+    for l, layer in enumerate(model.layers):
+        p = f"layers.{l}."
+        a = layer.attention
+        put(p + "attention.qkv.weight", a.qkv.weight)
+        put(p + "attention.qkv.bias", a.qkv.bias)
+        if a.out is not None:
+            put(p + "attention.out.weight", a.out.weight)
+            put(p + "attention.out.bias", a.out.bias)
+        if c.fixed:
+            put(p + "attention.landmark_queries", a.landmark_queries)
+            put(p + "attention.landmark_keys", a.landmark_keys)
+        for name in ("norm1", "ff1", "ff2", "norm2"):
+            module = getattr(layer, name)
+            put(p + name + ".weight", module.weight)
+            put(p + name + ".bias", module.bias)
+    for name in ("final_norm", "classifier"):
+        module = getattr(model, name)
+        put(name + ".weight", module.weight)
+        put(name + ".bias", module.bias)
+    return t
+
+
+def metadata_document(model: NystreamModel, name=None, modality=None, features=None,
+                      provenance=None):
+    info = model.info
+    doc = {
+        "format": "nystream-model",
+        "format_version": FORMAT_VERSION,
+        "name": name or info.get("name", "unnamed"),
+        "modality": modality or info.get("modality", "features"),
+        "architecture": model.c.architecture(),
+        "classes": list(model.c.classes),
+        "features": features or info.get("features",
+                                          {"extractor": "identity", "version": 1, "params": {}}),
+        "provenance": dict(info.get("provenance", {})),
+    }
+    if provenance:
+        doc["provenance"].update(provenance)
+    doc["provenance"].setdefault("tool", "nystream_ref.export")
+    doc["provenance"].setdefault("date", datetime.datetime.now(datetime.timezone.utc)
+                                 .replace(microsecond=0).isoformat())
+    if model.input_mean is not None:
+        doc["input_normalization"] = {
+            "mean": [float(x) for x in model.input_mean.to(torch.float32)],
+            "std": [float(x) for x in model.input_std.to(torch.float32)],
+        }
+    return doc
+
+
+def save(model: NystreamModel, path, **info):
+    """Writes the model file; info: name, modality, features, provenance."""
+    doc = metadata_document(model, **info)
+    safetensors_io.write(path, state_tensors(model), {"nystream": json.dumps(doc)})
+
+
+def load(path, dtype=torch.float64):
+    """Reads a model file into a NystreamModel (float64 by default: the reference)."""
+    tensors, metadata = safetensors_io.read(path)
+    if "nystream" not in metadata:
+        raise ValueError(f"{path}: no 'nystream' metadata")
+    doc = json.loads(metadata["nystream"])
+    if doc.get("format") != "nystream-model" or doc.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: not a version {FORMAT_VERSION} nystream-model")
+    arch = {k: v for k, v in doc["architecture"].items() if k in _ARCH_KEYS}
+    config = Config(classes=doc["classes"], **arch)
+    model = NystreamModel(config).to(dtype)
+    expected = state_tensors(model)
+    if set(expected) != set(tensors):
+        raise ValueError(f"{path}: tensors differ from the architecture: missing "
+                         f"{sorted(set(expected) - set(tensors))}, extra "
+                         f"{sorted(set(tensors) - set(expected))}")
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for key, value in tensors.items():
+            target = params[key]
+            if tuple(target.shape) != value.shape:
+                raise ValueError(f"{path}: {key} has shape {value.shape}, expected "
+                                 f"{tuple(target.shape)}")
+            target.copy_(torch.from_numpy(value.astype(np.float64)))
+    norm = doc.get("input_normalization")
+    if norm:
+        model.set_normalization(torch.tensor(norm["mean"], dtype=torch.float64),
+                                torch.tensor(norm["std"], dtype=torch.float64))
+    model.info = {k: doc[k] for k in ("name", "modality", "features", "provenance") if k in doc}
+    return model
+
+
+def add_architecture_args(parser):
+    a = parser.add_argument
+    a("--window", type=int, default=16)
+    a("--landmarks", type=int, default=4)
+    a("--input-dim", type=int, default=8)
+    a("--embed-dim", type=int, default=16)
+    a("--heads", type=int, default=2)
+    a("--ff-dim", type=int, default=32)
+    a("--blocks", type=int, default=1, choices=(1, 2))
+    a("--classes", type=int, default=3, help="number of classes (named class0 ..)")
+    a("--class-names", default=None, help="comma-separated names (overrides --classes)")
+    a("--attention", default="nystrom", choices=("nystrom", "softmax"))
+    a("--schedule", default="continual", choices=("continual", "fixed"))
+    a("--pinv", default="iterative", choices=("iterative", "exact"))
+    a("--pinv-iterations", type=int, default=6)
+    a("--period", type=int, default=None, help="positional period P (default: window)")
+    a("--activation", default="sigmoid", choices=("sigmoid", "softmax"))
+    a("--no-output-projection", action="store_true")
+
+
+def config_from_args(args):
+    names = (args.class_names.split(",") if args.class_names
+             else [f"class{i}" for i in range(args.classes)])
+    return Config(window=args.window, landmarks=args.landmarks, input_dim=args.input_dim,
+                  embed_dim=args.embed_dim, heads=args.heads, ff_dim=args.ff_dim,
+                  classes=names, blocks=args.blocks, attention=args.attention,
+                  landmark_schedule=args.schedule, pinv=args.pinv,
+                  pinv_iterations=args.pinv_iterations, positional_period=args.period,
+                  output_activation=args.activation,
+                  output_projection=not args.no_output_projection)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python3 -m nystream_ref.export",
+                                     description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("random", help="write a random-weight model")
+    add_architecture_args(r)
+    r.add_argument("--seed", type=int, default=7)
+    r.add_argument("--name", default="random")
+    r.add_argument("--no-normalization", action="store_true")
+    r.add_argument("--out", required=True)
+    k = sub.add_parser("checkpoint", help="export a nystream_ref.train checkpoint")
+    k.add_argument("--checkpoint", required=True)
+    k.add_argument("--out", required=True)
+    i = sub.add_parser("info", help="print a model file's metadata and tensors")
+    i.add_argument("file")
+    args = parser.parse_args(argv)
+
+    if args.command == "random":
+        model = random_model(config_from_args(args), seed=args.seed)
+        if args.no_normalization:
+            model.set_normalization(None, None)
+        save(model, args.out, name=args.name,
+             provenance={"data": "none: random weights",
+                         "tool": "nystream_ref.export random --seed %d" % args.seed})
+    elif args.command == "checkpoint":
+        from .train import load_checkpoint
+        model = load_checkpoint(args.checkpoint)
+        save(model, args.out)
+    else:
+        tensors, metadata = safetensors_io.read(args.file)
+        print(json.dumps(json.loads(metadata.get("nystream", "{}")), indent=2))
+        for name in sorted(tensors):
+            print(f"{name}: {list(tensors[name].shape)}")
+        return 0
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,349 @@
+"""The Nystream transformer in PyTorch, batch form: the same architecture and the
+same numbers as core/include/nystream/batch.h (the C++ batch reference).
+
+Shapes: tokens [B, n, D] oldest first; times [B, n] absolute stream index of each
+token (positional embedding row = time mod P); valid [B, n] bool, False for padding
+(before time 0) and dropped tokens, whose q, k and v are zero in every layer
+(algorithm.md 3.2). Landmarks of one layer: a pair (queries, keys), each
+[B, h, m, d] or [h, m, d], in scaled space q^ = q / d^(1/4).
+
+One block: a single-output layer (only the newest row is computed). Two blocks: the
+first layer for every row, the second for the newest row. forward() returns the
+newest token's logits (pre-activation).
+"""
+import dataclasses
+import math
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+@dataclasses.dataclass
+class Config:
+    """The `architecture` object of docs/model-format.md, plus the class names."""
+    window: int
+    landmarks: int
+    input_dim: int
+    embed_dim: int
+    heads: int
+    ff_dim: int
+    classes: Sequence[str] = ("class0",)
+    blocks: int = 1
+    attention: str = "nystrom"            # or "softmax"
+    landmark_schedule: str = "continual"  # or "fixed"
+    pinv: str = "iterative"               # or "exact"
+    pinv_iterations: int = 6
+    positional_period: Optional[int] = None  # None: window
+    output_activation: str = "sigmoid"    # or "softmax"
+    output_projection: bool = True
+    layer_norm_eps: float = 1e-5
+
+    def __post_init__(self):
+        self.classes = tuple(self.classes)
+        if self.positional_period is None:
+            self.positional_period = self.window
+        problems = []
+        if self.embed_dim % self.heads:
+            problems.append("embed_dim must be a multiple of heads")
+        if self.blocks not in (1, 2):
+            problems.append("blocks must be 1 or 2")
+        if self.attention not in ("nystrom", "softmax"):
+            problems.append("attention must be nystrom or softmax")
+        if self.landmark_schedule not in ("continual", "fixed"):
+            problems.append("landmark_schedule must be continual or fixed")
+        if self.pinv not in ("iterative", "exact"):
+            problems.append("pinv must be iterative or exact")
+        if self.output_activation not in ("sigmoid", "softmax"):
+            problems.append("output_activation must be sigmoid or softmax")
+        if not 1 <= self.landmarks <= self.window:
+            problems.append("landmarks must be in 1 .. window")
+        if (self.attention == "nystrom" and self.landmark_schedule == "continual"
+                and self.window % self.landmarks):
+            problems.append("continual landmarks need window % landmarks == 0")
+        if not self.classes or len(set(self.classes)) != len(self.classes):
+            problems.append("class names must be unique and non-empty")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def head_dim(self):
+        return self.embed_dim // self.heads
+
+    @property
+    def segment_length(self):
+        """L = n / m: steps between continual landmark updates."""
+        return self.window // self.landmarks
+
+    @property
+    def num_classes(self):
+        return len(self.classes)
+
+    @property
+    def fixed(self):
+        return self.attention == "nystrom" and self.landmark_schedule == "fixed"
+
+    @property
+    def continual(self):
+        return self.attention == "nystrom" and self.landmark_schedule == "continual"
+
+    def architecture(self):
+        """The metadata `architecture` object (every key written explicitly)."""
+        out = dataclasses.asdict(self)
+        out.pop("classes")
+        return out
+
+
+# ---------------------------------------------------------------- Nyström pieces
+
+def iterative_pinv(a, iterations=6):
+    """Nyströmformer's iteration over the last two dims, with a per-matrix start
+    Z0 = A^T / (|A|_1 |A|_inf) (algorithm.md 2; core/include/nystream/pinv.h)."""
+    norm1 = a.abs().sum(-2).amax(-1)
+    norm_inf = a.abs().sum(-1).amax(-1)
+    z = a.transpose(-1, -2) / (norm1 * norm_inf)[..., None, None]
+    eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
+    for _ in range(iterations):
+        az = a @ z
+        z = 0.25 * z @ (13 * eye - az @ (15 * eye - az @ (7 * eye - az)))
+    return z
+
+
+def landmark_pinv(queries, keys, config):
+    """pinv(softmax(Qt Kt^T)) per head: [..., m, m]."""
+    a = torch.softmax(queries @ keys.transpose(-1, -2), dim=-1)
+    if config.pinv == "exact":
+        return torch.linalg.pinv(a)
+    return iterative_pinv(a, config.pinv_iterations)
+
+
+def nystrom_attention(q, k, v, queries, keys, config):
+    """F pinv(A) (G V) per head. q [B, h, r, d]; k, v [B, h, n, d]; landmarks
+    [B or 1, h, m, d]. Returns [B, h, r, d]."""
+    f = torch.softmax(q @ keys.transpose(-1, -2), dim=-1)        # r x m
+    z = landmark_pinv(queries, keys, config)                     # m x m
+    g = torch.softmax(queries @ k.transpose(-1, -2), dim=-1)     # m x n
+    return f @ (z @ (g @ v))
+
+
+def softmax_attention(q, k, v):
+    return torch.softmax(q @ k.transpose(-1, -2), dim=-1) @ v
+
+
+def segment_means(x, m):
+    """Means of m equal consecutive segments along dim -2: [..., n, d] -> [..., m, d]."""
+    *lead, n, d = x.shape
+    return x.reshape(*lead, m, n // m, d).mean(-2)
+
+
+# ---------------------------------------------------------------- modules
+
+class Attention(nn.Module):
+    def __init__(self, c: Config):
+        super().__init__()
+        self.c = c
+        e = c.embed_dim
+        self.qkv = nn.Linear(e, 3 * e)
+        self.out = nn.Linear(e, e) if c.output_projection else None
+        if c.fixed:
+            # Scaled space, [m, E] as in the file; column block j = head j.
+            self.landmark_queries = nn.Parameter(torch.zeros(c.landmarks, e))
+            self.landmark_keys = nn.Parameter(torch.zeros(c.landmarks, e))
+
+    def split(self, x):
+        """[B, n, E] -> [B, h, n, d]."""
+        b, n, _ = x.shape
+        return x.view(b, n, self.c.heads, self.c.head_dim).transpose(1, 2)
+
+    def project(self, x, valid):
+        """Scaled q^, k^ and v, [B, h, n, d] each, zero for invalid tokens."""
+        e = self.c.embed_dim
+        qkv = self.qkv(x) * valid[..., None].to(x.dtype)
+        scale = self.c.head_dim ** -0.25
+        q, k, v = qkv[..., :e] * scale, qkv[..., e:2 * e] * scale, qkv[..., 2 * e:]
+        return self.split(q), self.split(k), self.split(v)
+
+    def fixed_landmarks(self):
+        """The model's fixed landmarks as ([h, m, d], [h, m, d])."""
+        c = self.c
+        def heads(t):
+            return t.view(c.landmarks, c.heads, c.head_dim).transpose(0, 1)
+        return heads(self.landmark_queries), heads(self.landmark_keys)
+
+    def window_landmarks(self, x, valid):
+        """Segment means of this window's q^, k^: [B, h, m, d] each."""
+        q, k, _ = self.project(x, valid)
+        return segment_means(q, self.c.landmarks), segment_means(k, self.c.landmarks)
+
+    def forward(self, x, valid, landmarks, rows):
+        """Attention output of the last `rows` tokens: [B, rows, E]."""
+        q, k, v = self.project(x, valid)
+        q = q[:, :, -rows:]
+        if self.c.attention == "softmax":
+            heads = softmax_attention(q, k, v)
+        else:
+            heads = nystrom_attention(q, k, v, landmarks[0], landmarks[1], self.c)
+        b = x.shape[0]
+        heads = heads.transpose(1, 2).reshape(b, rows, self.c.embed_dim)
+        return self.out(heads) if self.out is not None else heads
+
+
+class Block(nn.Module):
+    """Post-norm encoder block: z = LN(x + Attn(x)), y = LN(z + FF(z))."""
+
+    def __init__(self, c: Config):
+        super().__init__()
+        self.c = c
+        self.attention = Attention(c)
+        self.norm1 = nn.LayerNorm(c.embed_dim, eps=c.layer_norm_eps)
+        self.ff1 = nn.Linear(c.embed_dim, c.ff_dim)
+        self.ff2 = nn.Linear(c.ff_dim, c.embed_dim)
+        self.norm2 = nn.LayerNorm(c.embed_dim, eps=c.layer_norm_eps)
+
+    def forward(self, x, valid, landmarks, rows):
+        z = self.norm1(x[:, -rows:] + self.attention(x, valid, landmarks, rows))
+        return self.norm2(z + self.ff2(F.gelu(self.ff1(z))))
+
+
+class NystreamModel(nn.Module):
+    def __init__(self, c: Config):
+        super().__init__()
+        self.c = c
+        self.register_buffer("input_mean", None)
+        self.register_buffer("input_std", None)
+        self.input = nn.Linear(c.input_dim, c.embed_dim)
+        self.positions = nn.Parameter(torch.zeros(c.positional_period, c.embed_dim))
+        self.layers = nn.ModuleList(Block(c) for _ in range(c.blocks))
+        self.final_norm = nn.LayerNorm(c.embed_dim, eps=c.layer_norm_eps)
+        self.classifier = nn.Linear(c.embed_dim, c.num_classes)
+        self.info = {}  # name, modality, features, provenance (export.py)
+
+    def set_normalization(self, mean, std):
+        """Input normalisation (x - mean) / std, or None for none."""
+        if mean is None:
+            self.input_mean = self.input_std = None
+            return
+        p = self.input.weight
+        self.input_mean = torch.as_tensor(mean, dtype=p.dtype, device=p.device).clone()
+        self.input_std = torch.as_tensor(std, dtype=p.dtype, device=p.device).clone()
+
+    @property
+    def dtype(self):
+        return self.input.weight.dtype
+
+    def embed(self, tokens, times):
+        """Normalise, project, add positions[time mod P]: [B, n, E]."""
+        if self.input_mean is not None:
+            tokens = (tokens - self.input_mean) / self.input_std
+        return self.input(tokens) + self.positions[times % self.c.positional_period]
+
+    def window_landmarks(self, tokens, times, valid):
+        """What the continual schedule holds right after a segment completes at the
+        window's last token: per layer, the segment means of that layer's inputs on
+        this window (the second layer's inputs are the first layer's outputs for
+        every row, computed with the first layer's landmarks of this window)."""
+        x = self.embed(tokens, times)
+        out = []
+        for l, layer in enumerate(self.layers):
+            out.append(layer.attention.window_landmarks(x, valid))
+            if l + 1 < len(self.layers):
+                x = layer(x, valid, out[-1], x.shape[1])
+        return out
+
+    def zero_landmarks(self, batch):
+        c = self.c
+        z = torch.zeros(batch, c.heads, c.landmarks, c.head_dim, dtype=self.dtype,
+                        device=self.input.weight.device)
+        return [(z, z) for _ in range(c.blocks)]
+
+    def forward(self, tokens, times, valid, landmarks=None, all_rows=False):
+        """Logits of each window's newest token, [B, C].
+
+        landmarks: per layer (queries, keys); None means the model's own: fixed
+        landmarks, or each layer's window segment means (plain Nyströmformer).
+        all_rows: run the last layer on every row, as a plain encoder would (the
+        newest row is the same either way)."""
+        x = self.embed(tokens, times)
+        n = x.shape[1]
+        for l, layer in enumerate(self.layers):
+            rows = 1 if (l + 1 == len(self.layers) and not all_rows) else n
+            if landmarks is not None:
+                lm = landmarks[l]
+            elif self.c.fixed:
+                lm = tuple(t.unsqueeze(0) for t in layer.attention.fixed_landmarks())
+            elif self.c.continual:
+                lm = layer.attention.window_landmarks(x, valid)
+            else:
+                lm = None
+            x = layer(x, valid, lm, rows)
+        return self.classifier(self.final_norm(x[:, -1]))
+
+    def activate(self, logits):
+        if self.c.output_activation == "softmax":
+            return torch.softmax(logits, dim=-1)
+        return torch.sigmoid(logits)
+
+
+# ---------------------------------------------------------------- initialisation
+
+def init_weights(model: NystreamModel, seed: int, random_extras: bool = False):
+    """Xavier-uniform matrices (each of q, k, v on its own E x E block), as
+    core's random_weights. random_extras: also random biases, LayerNorm gains
+    near 1, positions, fixed landmarks and input normalisation, so that a test
+    model exercises every tensor (otherwise: zero biases, unit gains, small
+    positions, for training)."""
+    g = torch.Generator().manual_seed(seed)
+    c = model.c
+
+    def uniform(shape, bound, centre=0.0):
+        return (torch.rand(shape, generator=g, dtype=torch.float64) * 2 - 1) * bound + centre
+
+    def xavier(rows, cols):
+        return uniform((rows, cols), math.sqrt(6.0 / (rows + cols)))
+
+    def small(size):
+        return uniform((size,), 0.1) if random_extras else torch.zeros(size, dtype=torch.float64)
+
+    def gain(size):
+        return uniform((size,), 0.2, 1.0) if random_extras else torch.ones(size, dtype=torch.float64)
+
+    e = c.embed_dim
+    with torch.no_grad():
+        def put(param, value):
+            param.copy_(value.to(param.dtype))
+
+        if random_extras:
+            mean = uniform((c.input_dim,), 0.5)
+            std = 1.0 / uniform((c.input_dim,), 0.75, 1.25)
+            model.set_normalization(mean, std)
+        put(model.input.weight, xavier(e, c.input_dim))
+        put(model.input.bias, small(e))
+        put(model.positions, uniform((c.positional_period, e), 0.5 if random_extras else 0.02))
+        for layer in model.layers:
+            a = layer.attention
+            put(a.qkv.weight, torch.cat([xavier(e, e) for _ in range(3)]))
+            put(a.qkv.bias, small(3 * e))
+            if a.out is not None:
+                put(a.out.weight, xavier(e, e))
+                put(a.out.bias, small(e))
+            put(layer.norm1.weight, gain(e))
+            put(layer.norm1.bias, small(e))
+            put(layer.ff1.weight, xavier(c.ff_dim, e))
+            put(layer.ff1.bias, small(c.ff_dim))
+            put(layer.ff2.weight, xavier(e, c.ff_dim))
+            put(layer.ff2.bias, small(e))
+            put(layer.norm2.weight, gain(e))
+            put(layer.norm2.bias, small(e))
+            if c.fixed:
+                put(a.landmark_queries, uniform((c.landmarks, e), 1.0))
+                put(a.landmark_keys, uniform((c.landmarks, e), 1.0))
+        put(model.final_norm.weight, gain(e))
+        put(model.final_norm.bias, small(e))
+        put(model.classifier.weight, xavier(c.num_classes, e))
+        put(model.classifier.bias, small(c.num_classes))
+    return model
+
+
+def random_model(config: Config, seed: int = 7, dtype=torch.float64, random_extras=True):
+    return init_weights(NystreamModel(config), seed, random_extras).to(dtype)
