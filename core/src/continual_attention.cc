@@ -30,8 +30,7 @@ ContinualAttention::ContinualAttention(const ModelConfig& config,
       head_f_(m_, retroactive ? n_ : 0),
       head_g_(m_, retroactive ? n_ : 0),
       head_gv_(d_, m_),
-      window_p_(n_),
-      inverse_sums_(e_) {
+      window_p_(n_) {
   if (nystrom()) {
     rows_ = RowCache(m_, h_, d_, n_);
     if (continual_landmarks()) {

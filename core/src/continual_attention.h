@@ -69,7 +69,6 @@ class ContinualAttention {
   Eigen::MatrixXf head_f_, head_g_;          // m x n (retroactive)
   Eigen::MatrixXf head_gv_;                  // d x m
   Eigen::VectorXf window_p_;                 // n
-  Eigen::VectorXf inverse_sums_;             // E
 };
 
 }  // namespace nystream

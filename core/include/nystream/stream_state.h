@@ -45,11 +45,13 @@ class StreamState {
   std::int64_t time() const noexcept;
   // Pre-activation scores of the last kOk step.
   Eigen::Ref<const Eigen::VectorXf> logits() const noexcept;
-  // Landmarks layer l uses now, E x m in scaled space, column j = landmark j (in
-  // window-segment order, not age order: Nyström is invariant to the order).
+  // Landmarks layer l (< config().blocks) uses now, E x m in scaled space, column
+  // j = landmark j (in window-segment order, not age order: Nyström is invariant
+  // to the order). Empty for softmax attention.
   Eigen::Ref<const Eigen::MatrixXf> landmark_queries(int layer) const noexcept;
   Eigen::Ref<const Eigen::MatrixXf> landmark_keys(int layer) const noexcept;
-  // Numerical maintenance done so far: cached rows rebuilt from the window.
+  // Numerical maintenance done so far in the first layer: cached (row, head)
+  // softmax sums rebuilt from the window, on schedule or after a collapse.
   std::int64_t rows_rebuilt() const noexcept;
 
  private:
