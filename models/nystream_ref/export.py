@@ -7,6 +7,10 @@ back, and a command line:
       a model trained by nystream_ref.train (its torch.save checkpoint)
   python3 -m nystream_ref.export info FILE
       print the metadata and tensor shapes
+  python3 -m nystream_ref.export golden --model FILE --steps N --seed S \
+          --features X.npy --logits Y.npy
+      a random stream (float32 [N, D]) and the reference logits the continual
+      engine must produce at every step (float32 [N, C], computed in float64)
 
 Run from models/ or with PYTHONPATH=models, with /usr/bin/python3.
 """
@@ -164,25 +168,44 @@ def main(argv=None):
     r.add_argument("--seed", type=int, default=7)
     r.add_argument("--name", default="random")
     r.add_argument("--no-normalization", action="store_true")
+    r.add_argument("--date", default=None, help="provenance date (default: now)")
     r.add_argument("--out", required=True)
     k = sub.add_parser("checkpoint", help="export a nystream_ref.train checkpoint")
     k.add_argument("--checkpoint", required=True)
     k.add_argument("--out", required=True)
     i = sub.add_parser("info", help="print a model file's metadata and tensors")
     i.add_argument("file")
+    g = sub.add_parser("golden", help="write a random stream and its reference logits")
+    g.add_argument("--model", required=True)
+    g.add_argument("--steps", type=int, required=True)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--features", required=True)
+    g.add_argument("--logits", required=True)
     args = parser.parse_args(argv)
 
     if args.command == "random":
         model = random_model(config_from_args(args), seed=args.seed)
         if args.no_normalization:
             model.set_normalization(None, None)
-        save(model, args.out, name=args.name,
-             provenance={"data": "none: random weights",
-                         "tool": "nystream_ref.export random --seed %d" % args.seed})
+        provenance = {"data": "none: random weights",
+                      "tool": "nystream_ref.export random --seed %d" % args.seed}
+        if args.date:
+            provenance["date"] = args.date
+        save(model, args.out, name=args.name, provenance=provenance)
     elif args.command == "checkpoint":
         from .train import load_checkpoint
         model = load_checkpoint(args.checkpoint)
         save(model, args.out)
+    elif args.command == "golden":
+        from .reference import stream_logits
+        model = load(args.model)
+        x = np.random.default_rng(args.seed).standard_normal(
+            (args.steps, model.c.input_dim)).astype(np.float32)
+        logits = stream_logits(model, torch.from_numpy(x))
+        np.save(args.features, x)
+        np.save(args.logits, logits.numpy().astype(np.float32))
+        print(f"wrote {args.features}, {args.logits}", file=sys.stderr)
+        return 0
     else:
         tensors, metadata = safetensors_io.read(args.file)
         print(json.dumps(json.loads(metadata.get("nystream", "{}")), indent=2))

@@ -1,0 +1,130 @@
+"""Issue 4, check 5: the C++ continual engine (through nystream-infer --logits)
+against the PyTorch batch model run from scratch on every step's window.
+
+For each configuration we export a random-weight model (every tensor random,
+input normalisation included, positional period 2n+3 so positions drift against
+the window ring), stream 10n+5 random tokens through nystream-infer, and compare
+its logits at every step with nystream_ref.reference.stream_logits in float64:
+the batch model on the zero-padded window with the landmarks the schedule holds
+(continual: the segment means of the window ending at the last completion).
+
+Tolerance, absolute on logits (O(1): a LayerNorm then a Xavier classifier), the
+same as core's own equivalence test against its double batch model, for the same
+reason: the exported float32 weights are read back exactly, so the only
+difference is the engine's float32 arithmetic: ~10 chained reductions of up to
+max(n, E, F) terms (eps 6e-8 each), amplified by the conditioning of the m x m
+landmark kernel, plus one rounding per step in the cached S, s until a row is
+rebuilt. 2e-4 (~2^-12) for the iterative pinv; 2e-3 for the exact pinv, which
+passes rounding in A through amplified by cond(A) (1e3..1e4 for nearly collinear
+segment means of a short window), carried into the second layer's landmarks with
+two blocks. An algorithmic slip (stale row, off-by-one window, fresh instead of
+stale landmarks) shows as 1e-2 .. 1, which the negative controls below confirm.
+
+Usage: test_crosscheck.py NYSTREAM-INFER
+"""
+import os
+import sys
+import tempfile
+
+from torch_test import infer_path, run_infer
+
+import numpy as np
+import torch
+
+from nystream_ref import export, reference
+from nystream_ref.model import Config, random_model
+
+ITERATIVE_TOLERANCE = 2e-4
+EXACT_TOLERANCE = 2e-3
+
+
+def configurations():
+    base = dict(input_dim=8, embed_dim=16, heads=2, ff_dim=32, classes=["a", "b", "c", "d"])
+    out = []
+    for schedule in ("continual", "fixed"):
+        for blocks in (1, 2):
+            for pinv in ("iterative", "exact"):
+                out.append(Config(window=16, landmarks=4, blocks=blocks, landmark_schedule=schedule,
+                                  pinv=pinv, positional_period=35, **base))
+    for blocks in (1, 2):
+        out.append(Config(window=16, landmarks=4, blocks=blocks, attention="softmax",
+                          positional_period=35, **base))
+    # m = 2 (long segments) and m = n (a landmark update every step), default period.
+    out.append(Config(window=20, landmarks=2, blocks=2, **base))
+    out.append(Config(window=12, landmarks=12, blocks=1, pinv="exact", **base))
+    out.append(Config(window=24, landmarks=6, blocks=2, landmark_schedule="fixed",
+                      output_activation="softmax", **base))
+    return out
+
+
+def describe(c):
+    if c.attention == "softmax":
+        return f"n{c.window} softmax blocks{c.blocks}"
+    return (f"n{c.window} m{c.landmarks} {c.landmark_schedule} blocks{c.blocks} {c.pinv}"
+            f" P{c.positional_period}")
+
+
+def cross_check(infer, c, directory, seed, nonfinite=()):
+    """Max |logit error| per step; asserts statuses. Returns (errors, model, x, valid)."""
+    model = random_model(c, seed=seed)
+    path = os.path.join(directory, "model.safetensors")
+    export.save(model, path, name="crosscheck")
+    model = export.load(path)  # float64 from the float32 file: what the engine holds
+    steps = 10 * c.window + 5
+    x = np.random.default_rng(seed).standard_normal((steps, c.input_dim)).astype(np.float32)
+    valid = np.ones(steps, dtype=bool)
+    for t in nonfinite:
+        x[t, t % c.input_dim] = np.nan if t % 2 else np.inf
+        valid[t] = False
+    features = os.path.join(directory, "features.npy")
+    np.save(features, x)
+    classes, status, logits = run_infer(infer, path, features)
+    assert classes == list(c.classes), classes
+    want = ["ok" if v else "non-finite" for v in valid]
+    assert status == want, [(i, s) for i, (s, w) in enumerate(zip(status, want)) if s != w][:5]
+    x_ref = torch.from_numpy(np.where(valid[:, None], x, 0)).double()
+    expected = reference.stream_logits(model, x_ref, torch.from_numpy(valid)).numpy()
+    errors = np.abs(logits - expected).max(1)
+    errors[~valid] = 0
+    return errors, model, x_ref, valid, logits
+
+
+def main():
+    infer = infer_path()
+    if not infer:
+        print("usage: test_crosscheck.py NYSTREAM-INFER")
+        return 1
+    torch.set_num_threads(1)
+    failures = 0
+    print(f"{'configuration':44s} steps  max|err|  at step  tolerance")
+    with tempfile.TemporaryDirectory() as directory:
+        cases = [(c, ()) for c in configurations()]
+        # Dropped (NaN/Inf) tokens enter the window as padding, in both layers.
+        cases.append((Config(window=16, landmarks=4, input_dim=8, embed_dim=16, heads=2,
+                             ff_dim=32, classes=["a", "b", "c"], blocks=2,
+                             positional_period=35), (3, 40, 41, 77)))
+        for i, (c, nonfinite) in enumerate(cases):
+            errors, model, x, valid, logits = cross_check(infer, c, directory, 100 + i, nonfinite)
+            tolerance = EXACT_TOLERANCE if c.pinv == "exact" else ITERATIVE_TOLERANCE
+            worst = int(errors.argmax())
+            ok = errors[worst] < tolerance
+            failures += not ok
+            label = describe(c) + (" +non-finite" if nonfinite else "")
+            print(f"{label:44s} {len(errors):5d}  {errors[worst]:.2e}  {worst:7d}  {tolerance:.0e}"
+                  f"  {'ok' if ok else 'FAIL'}")
+            if c.continual and c.landmarks < c.window and not nonfinite:
+                # Negative control: fresh landmarks (each window's own segment means)
+                # instead of the stale ones must be caught.
+                with torch.no_grad():
+                    fresh = model(*reference.windows_for(c.window, x)).numpy()
+                gap = np.abs(fresh - logits).max()
+                caught = gap > 10 * tolerance
+                failures += not caught
+                print(f"  control: fresh instead of stale landmarks differ by {gap:.2e}"
+                      f"  {'caught' if caught else 'NOT CAUGHT'}")
+    print("FAIL" if failures else "PASS", f"({failures} failures)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
