@@ -1,12 +1,14 @@
 // Whole-model cost per token: one StreamState::step against BatchModel<float>::
-// forward on the full window, which is what a plain transformer redoes for every
-// new token.
+// forward on the full window, which is what a non-continual model redoes for
+// every new token.
 //
 // Names (main.cc's summary looks runs up by them):
-//   model/<config>/b<blocks>/<variant>/<step|batch>
+//   model/<config>/b<blocks>/<variant>/<step|batch|batch_all_rows>
 // config: audio_n120, action_n64, sweep_n<N>; variant: nystrom_fixed_m<M>,
 // nystrom_continual_m<M> or softmax. A batch run uses the same landmark schedule
-// as its step (fixed landmarks, or the window's segment means).
+// as its step (fixed landmarks, or the window's segment means) and runs the last
+// layer for the newest token only; batch_all_rows (softmax only) runs every layer
+// over all n tokens, as a plain encoder forward does.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -97,15 +99,16 @@ void run_step(benchmark::State& state, const std::string& key, const ModelConfig
   set_flops(state, nystream::continual_model_flops(c).total());
 }
 
-void run_batch(benchmark::State& state, const std::string& key, const ModelConfig& c) {
+void run_batch(benchmark::State& state, const std::string& key, const ModelConfig& c,
+               bool all_rows) {
   Case& k = get_case(key, c);
   if (!k.model) return state.SkipWithError(k.error.c_str());
   if (!k.batch) k.batch = std::make_unique<BatchModel<float>>(*k.model);
   for (auto _ : state) {
-    const Eigen::VectorXf logits = k.batch->forward(k.window, nullptr);
+    const Eigen::VectorXf logits = k.batch->forward(k.window, nullptr, all_rows);
     benchmark::DoNotOptimize(logits.data());
   }
-  set_flops(state, nystream::batch_model_flops(c).total());
+  set_flops(state, nystream::batch_model_flops(c, all_rows).total());
 }
 
 ModelConfig make_config(const Shape& s, int blocks) {
@@ -127,16 +130,20 @@ std::string variant_name(const ModelConfig& c) {
          std::to_string(c.landmarks);
 }
 
-// Registers the step and batch runs of c. A config validate() rejects (continual
-// landmarks with window % landmarks != 0) is still registered: it reports the
-// reason as its error, so the table says which cases were left out and why.
-void register_pair(const Shape& s, const ModelConfig& c, bool with_batch) {
+// Registers the step run of c, its batch run, and for softmax the all-rows batch.
+// A config validate() rejects (continual landmarks with window % landmarks != 0)
+// is still registered: it reports the reason as its error, so the table says
+// which cases were left out and why.
+void register_runs(const Shape& s, const ModelConfig& c, bool with_batch) {
   const std::string key = std::string("model/") + s.name + "/b" + std::to_string(c.blocks) + "/" +
                           variant_name(c);
   benchmark::RegisterBenchmark((key + "/step").c_str(), run_step, key, c)
       ->Unit(benchmark::kMicrosecond);
   if (with_batch)
-    benchmark::RegisterBenchmark((key + "/batch").c_str(), run_batch, key, c)
+    benchmark::RegisterBenchmark((key + "/batch").c_str(), run_batch, key, c, false)
+        ->Unit(benchmark::kMicrosecond);
+  if (c.attention == AttentionKind::kSoftmax)
+    benchmark::RegisterBenchmark((key + "/batch_all_rows").c_str(), run_batch, key, c, true)
         ->Unit(benchmark::kMicrosecond);
 }
 
@@ -154,11 +161,11 @@ void register_model_benchmarks() {
         c.landmarks = m;
         for (LandmarkSchedule schedule : {LandmarkSchedule::kFixed, LandmarkSchedule::kContinual}) {
           c.schedule = schedule;
-          register_pair(s, c, true);
+          register_runs(s, c, true);
         }
       }
       c.attention = AttentionKind::kSoftmax;
-      register_pair(s, c, true);
+      register_runs(s, c, true);
     }
   }
   // Window sweep, one block: a two-block step is O(n E F) and would dominate.
@@ -167,8 +174,8 @@ void register_model_benchmarks() {
     const Shape s{name.c_str(), n, 192, 16, 1024, 64, 6, {8}};
     ModelConfig c = make_config(s, 1);
     c.schedule = LandmarkSchedule::kFixed;
-    register_pair(s, c, false);
+    register_runs(s, c, false);
     c.attention = AttentionKind::kSoftmax;
-    register_pair(s, c, true);
+    register_runs(s, c, true);
   }
 }

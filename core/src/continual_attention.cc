@@ -71,7 +71,7 @@ void ContinualAttention::reset() {
 }
 
 void ContinualAttention::step(std::int64_t t, const Eigen::VectorXf& q, const Eigen::VectorXf& k,
-                              const Eigen::VectorXf& v, Eigen::MatrixXf& out) {
+                              const Eigen::VectorXf& v, Eigen::MatrixXf& out, bool output) {
   const int slot = static_cast<int>(t % n_);
   key_left_ = keys_.col(slot);
   value_left_ = values_.col(slot);
@@ -80,10 +80,10 @@ void ContinualAttention::step(std::int64_t t, const Eigen::VectorXf& q, const Ei
   if (retroactive_) queries_.col(slot) = q;
 
   if (!nystrom()) {
-    if (!retroactive_) return softmax_single(q, out);
+    if (!retroactive_) return output ? softmax_single(q, out) : void();
     rows_.slide(queries_, k, v, key_left_, value_left_, keys_, values_);
     rows_.rebuild(slot, queries_, keys_, values_);  // the entering query's row
-    return softmax_retroactive(out);
+    return output ? softmax_retroactive(out) : void();
   }
 
   rows_.slide(landmark_queries_, k, v, key_left_, value_left_, keys_, values_);
@@ -100,12 +100,12 @@ void ContinualAttention::step(std::int64_t t, const Eigen::VectorXf& q, const Ei
     if (done % every == 0) rows_.rebuild(static_cast<int>((done / every - 1) % m_),
                                          landmark_queries_, keys_, values_);
   }
-  if (!retroactive_) return nystrom_single(q, out);
+  if (!retroactive_) return output ? nystrom_single(q, out) : void();
   // The new token's row, against the landmarks as they are after this step.
   for (int h = 0; h < h_; ++h)
     landmark_scores_.col(slot).segment(h * m_, m_).noalias() =
         landmark_keys_.middleRows(h * d_, d_).transpose() * q.segment(h * d_, d_);
-  nystrom_retroactive(out);
+  if (output) nystrom_retroactive(out);
 }
 
 void ContinualAttention::replace_landmark(int j) {

@@ -24,9 +24,9 @@ class ContinualAttention {
   // Ingests token t's scaled q^, k^ and v (zeros for padding). Then writes the
   // attention (heads concatenated, before the output projection) to out:
   // single-output, E x 1 for token t; retroactive, E x n, column t mod n holding
-  // window token t (ring order).
+  // window token t (ring order). output = false only updates the state.
   void step(std::int64_t t, const Eigen::VectorXf& q, const Eigen::VectorXf& k,
-            const Eigen::VectorXf& v, Eigen::MatrixXf& out);
+            const Eigen::VectorXf& v, Eigen::MatrixXf& out, bool output = true);
 
   const Eigen::MatrixXf& landmark_queries() const { return landmark_queries_; }
   const Eigen::MatrixXf& landmark_keys() const { return landmark_keys_; }

@@ -1,5 +1,7 @@
 #include "nystream/flops.h"
 
+#include <algorithm>
+
 namespace nystream {
 
 namespace {
@@ -35,10 +37,13 @@ double batch_nystrom_attention_flops(const ModelConfig& c) { return nystrom_rows
 
 double continual_nystrom_attention_flops(const ModelConfig& c) {
   const Dims x(c);
-  double flops = 8 * x.m * x.e + 2 * x.m * x.m * x.h;
+  const double pinv = 8.0 * c.pinv_iterations * x.m * x.m * x.m * x.h;
+  // Slide: 2 x 2 m E scores, 5 m E row update; output: 2 m E + 2 m^2 h + 2 m E.
+  double flops = 13 * x.m * x.e + 2 * x.m * x.m * x.h;
   if (c.schedule == LandmarkSchedule::kContinual) {
-    const double update = 4 * x.n * x.e + 4 * x.m * x.e + 8.0 * c.pinv_iterations * x.m * x.m * x.m * x.h;
-    flops += update / c.segment_length();
+    flops += 2 * x.e + (4 * x.n * x.e + 2 * x.m * x.m * x.e + pinv) / c.segment_length();
+  } else {
+    flops += 4 * x.n * x.e / std::max(1, c.window / c.landmarks);
   }
   return flops;
 }
@@ -58,10 +63,15 @@ FlopCount continual_model_flops(const ModelConfig& c) {
   // Retroactive first layer: the cached rows slide (as single output), then all n
   // outputs are formed; output projection and feed-forward run on all n tokens.
   if (nystrom) {
-    count.attention = continual_nystrom_attention_flops(c) + 2 * x.n * x.m * x.m * x.h + 2 * x.n * x.m * x.e;
+    // Without the single output (4 m E + 2 m^2 h), plus the entering token's
+    // scores (2 m E), all n outputs (2 n m^2 h + 2 n m E) and, at landmark
+    // updates, the new landmark's scores for every window query (2 n E).
+    count.attention = continual_nystrom_attention_flops(c) - 2 * x.m * x.e - 2 * x.m * x.m * x.h +
+                      2 * x.n * x.m * x.m * x.h + 2 * x.n * x.m * x.e;
     if (c.schedule == LandmarkSchedule::kContinual) count.attention += 2 * x.n * x.e / c.segment_length();
   } else {
-    count.attention = 4 * x.n * x.e + 2 * x.n * x.e;  // slide all n rows + the entering row
+    // Slide all n rows (9 n E), rebuild the entering query's row (4 n E), divide (n E).
+    count.attention = 14 * x.n * x.e;
   }
   count.projections += x.n * out_proj;
   count.feed_forward = 4 * x.n * x.e * x.f;

@@ -102,11 +102,38 @@ struct StreamState::Impl {
         return true;
       }
     }
+    clear_token();
+    return false;
+  }
+
+  void clear_token() {
     embedded.setZero();
     q.setZero();
     k.setZero();
     v.setZero();
-    return false;
+  }
+
+  void skip() {
+    clear_token();
+    if (!last) {
+      first.step(time, q, k, v, attention, false);
+      ++time;
+      return;
+    }
+    const int slot = static_cast<int>(time % c.window);
+    inputs.col(slot) = embedded;
+    valid[slot] = 0;
+    // The last layer refreshes continual landmarks from every window token's
+    // first-layer output: only then is the whole first block needed.
+    const bool refresh = c.attention == AttentionKind::kNystrom &&
+                         c.schedule == LandmarkSchedule::kContinual &&
+                         (time + 1) % c.segment_length() == 0;
+    first.step(time, q, k, v, attention, refresh);
+    if (refresh) {
+      finish_block(c, w.layers[0], inputs, attention, window_z, window_hidden, window_y);
+      last->step(time, window_y, valid, last_attention);
+    }
+    ++time;
   }
 
   StepStatus step(const float* features, float* scores) {
@@ -167,6 +194,7 @@ StreamState& StreamState::operator=(StreamState&&) noexcept = default;
 StepStatus StreamState::step(const float* features, float* scores) noexcept {
   return impl_->step(features, scores);
 }
+void StreamState::skip() noexcept { impl_->skip(); }
 void StreamState::reset() noexcept { impl_->reset(); }
 const Model& StreamState::model() const { return *impl_->model; }
 std::int64_t StreamState::time() const noexcept { return impl_->time; }

@@ -85,7 +85,7 @@ class Reference {
     Eigen::MatrixXd x = batch_.embed(w);
     for (int l = 0; l < c_.blocks; ++l) {
       out.push_back(batch_.window_landmarks(l, x, w.valid));
-      if (l + 1 < c_.blocks) x = batch_.block(l, x, w.valid, out.back(), c_.window);
+      if (l + 1 < c_.blocks) x = batch_.block(l, x, w.valid, &out.back(), c_.window);
     }
     return out;
   }

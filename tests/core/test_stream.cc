@@ -88,6 +88,7 @@ TEST(Stream, NoHeapAllocationPerStep) {
     for (int t = warm_up; t < warm_up + steps; ++t) {
       stream.step(tokens.col(t).data(), scores.data());
       if (t % 1000 == 0) stream.step(bad.data(), scores.data());  // the non-finite path too
+      if (t % 1000 == 500) stream.skip();
       if (t % 5000 == 0) stream.reset();
     }
     g_counting = false;
@@ -135,6 +136,30 @@ TEST(Stream, ResetIsExactlyAFreshStream) {
           << describe(v) << ", step " << t;
       ASSERT_EQ(std::memcmp(used.logits().data(), fresh.logits().data(), sizeof(float) * c.classes), 0);
     }
+  }
+}
+
+// skip() is the non-finite path without its cost: the same state, bit for bit.
+TEST(Stream, SkipEqualsANonFiniteToken) {
+  for (const Variant& v : all_variants()) {
+    const ModelConfig c = config_of(v);
+    const auto model = make_model(c);
+    const Eigen::MatrixXf tokens = random_tokens(c.input_dim, 5 * c.window, 53);
+    Eigen::VectorXf bad = Eigen::VectorXf::Constant(c.input_dim, std::numeric_limits<float>::quiet_NaN());
+    Eigen::VectorXf skipped_scores(c.classes), nan_scores(c.classes);
+    StreamState skipping(model), nan_fed(model);
+    for (int t = 0; t < tokens.cols(); ++t) {
+      if (t % 7 == 3 || (t / 5) % 9 == 4) {  // isolated skips and runs of five
+        skipping.skip();
+        EXPECT_EQ(nan_fed.step(bad.data(), nan_scores.data()), StepStatus::kNonFiniteInput);
+        continue;
+      }
+      skipping.step(tokens.col(t).data(), skipped_scores.data());
+      nan_fed.step(tokens.col(t).data(), nan_scores.data());
+      ASSERT_EQ(std::memcmp(skipped_scores.data(), nan_scores.data(), sizeof(float) * c.classes), 0)
+          << describe(v) << ", step " << t;
+    }
+    EXPECT_EQ(skipping.time(), nan_fed.time());
   }
 }
 

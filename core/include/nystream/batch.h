@@ -85,7 +85,10 @@ class BatchModel {
     input_ = w.input.cast<S>();
     input_bias_ = w.input_bias.cast<S>();
     positions_ = w.positions.cast<S>();
-    for (const LayerWeights& l : w.layers) layers_.push_back(CastLayer(l));
+    for (const LayerWeights& l : w.layers) {
+      layers_.push_back(CastLayer(l));
+      fixed_.push_back({l.landmark_queries.cast<S>(), l.landmark_keys.cast<S>()});
+    }
     final_gamma_ = w.final_gamma.cast<S>();
     final_beta_ = w.final_beta.cast<S>();
     classifier_ = w.classifier.cast<S>();
@@ -134,11 +137,17 @@ class BatchModel {
   }
 
   // Multi-head attention of layer l with output projection, for the last `rows`
-  // tokens of x. landmarks: this layer's (ignored for softmax attention).
+  // tokens of x. landmarks: this layer's; nullptr means the window's segment
+  // means (ignored for softmax attention).
   MatrixT<S> attention(int l, const MatrixT<S>& x, const std::vector<char>& valid,
-                       const Landmarks<S>& landmarks, Eigen::Index rows) const {
+                       const Landmarks<S>* landmarks, Eigen::Index rows) const {
     MatrixT<S> q, k, v;
     project(l, x, valid, &q, &k, &v);
+    Landmarks<S> own;
+    if (config_.attention == AttentionKind::kNystrom && !landmarks) {
+      own = {segment_means<S>(q, config_.landmarks), segment_means<S>(k, config_.landmarks)};
+      landmarks = &own;
+    }
     const int d = config_.head_dim();
     const Eigen::Index n = x.cols();
     MatrixT<S> heads(config_.embed_dim, rows);
@@ -148,8 +157,8 @@ class BatchModel {
       if (config_.attention == AttentionKind::kSoftmax) {
         heads.middleRows(h * d, d) = softmax_attention_head<S>(qh, kh, vh);
       } else {
-        const MatrixT<S> qt = landmarks.queries.middleRows(h * d, d);
-        const MatrixT<S> kt = landmarks.keys.middleRows(h * d, d);
+        const MatrixT<S> qt = landmarks->queries.middleRows(h * d, d);
+        const MatrixT<S> kt = landmarks->keys.middleRows(h * d, d);
         heads.middleRows(h * d, d) = nystrom_attention_head<S>(qh, kh, vh, qt, kt, config_.pinv,
                                                                config_.pinv_iterations);
       }
@@ -162,7 +171,7 @@ class BatchModel {
   // Post-norm encoder block for the last `rows` tokens: z = LN(x + Attn(x)),
   // y = LN(z + FF(z)).
   MatrixT<S> block(int l, const MatrixT<S>& x, const std::vector<char>& valid,
-                   const Landmarks<S>& landmarks, Eigen::Index rows) const {
+                   const Landmarks<S>* landmarks, Eigen::Index rows) const {
     const Layer& w = layers_[l];
     MatrixT<S> z = x.rightCols(rows) + attention(l, x, valid, landmarks, rows);
     layer_norm_columns(z, w.norm1_gamma, w.norm1_beta, S(config_.layer_norm_eps));
@@ -173,13 +182,8 @@ class BatchModel {
     return y;
   }
 
-  // The landmarks each layer uses when the schedule gives none: fixed landmarks
-  // from the model, or the segment means of this window (the Nyströmformer).
-  std::vector<Landmarks<S>> fixed_landmarks() const {
-    std::vector<Landmarks<S>> out;
-    for (const Layer& w : layers_) out.push_back({w.landmark_queries, w.landmark_keys});
-    return out;
-  }
+  // The model's fixed landmarks, one per layer (empty matrices for continual).
+  const std::vector<Landmarks<S>>& fixed_landmarks() const { return fixed_; }
 
   // Logits of the window's last token. landmarks: one per layer; nullptr means
   // "the model's own": fixed landmarks, or each layer's window segment means.
@@ -191,14 +195,8 @@ class BatchModel {
     const Eigen::Index n = x.cols();
     for (int l = 0; l < config_.blocks; ++l) {
       const bool last = l + 1 == config_.blocks && !all_rows;
-      Landmarks<S> own;
-      if (landmarks) {
-        own = (*landmarks)[l];
-      } else if (config_.attention == AttentionKind::kNystrom) {
-        own = config_.schedule == LandmarkSchedule::kFixed
-                  ? Landmarks<S>{layers_[l].landmark_queries, layers_[l].landmark_keys}
-                  : window_landmarks(l, x, window.valid);
-      }
+      const Landmarks<S>* own = landmarks ? &(*landmarks)[l] : nullptr;
+      if (!landmarks && config_.schedule == LandmarkSchedule::kFixed) own = &fixed_[l];
       x = block(l, x, window.valid, own, last ? 1 : n);
     }
     auto newest = x.col(x.cols() - 1);
@@ -208,7 +206,7 @@ class BatchModel {
 
  private:
   struct Layer {
-    MatrixT<S> qkv, out, ff1, ff2, landmark_queries, landmark_keys;
+    MatrixT<S> qkv, out, ff1, ff2;
     VectorT<S> qkv_bias, out_bias, norm1_gamma, norm1_beta, ff1_bias, ff2_bias, norm2_gamma,
         norm2_beta;
   };
@@ -227,8 +225,6 @@ class BatchModel {
     c.ff2_bias = l.ff2_bias.cast<S>();
     c.norm2_gamma = l.norm2_gamma.cast<S>();
     c.norm2_beta = l.norm2_beta.cast<S>();
-    c.landmark_queries = l.landmark_queries.cast<S>();
-    c.landmark_keys = l.landmark_keys.cast<S>();
     return c;
   }
 
@@ -236,6 +232,7 @@ class BatchModel {
   MatrixT<S> input_, positions_, classifier_;
   VectorT<S> input_mean_, input_scale_, input_bias_, final_gamma_, final_beta_, classifier_bias_;
   std::vector<Layer> layers_;
+  std::vector<Landmarks<S>> fixed_;
 };
 
 }  // namespace nystream

@@ -6,12 +6,21 @@
 
 namespace nystream {
 
-// One attention layer, all heads, the formulas of algorithm.md section 6.
-// Batch forms produce all n outputs, as a transformer layer does.
-double batch_softmax_attention_flops(const ModelConfig& c);      // 4 n^2 E
-double continual_softmax_attention_flops(const ModelConfig& c);  // 4 n E
+// One attention layer, all heads, counting what the implementation executes
+// (algorithm.md section 6 gives the minimal counts; differences noted). Batch
+// forms produce all n outputs, as a transformer layer does.
+double batch_softmax_attention_flops(const ModelConfig& c);      // 4 n^2 E, as section 6
+double continual_softmax_attention_flops(const ModelConfig& c);  // 4 n E, as section 6
+// 8 n m E + 2 n m^2 h + 2 m^2 E + 8 k m^3 h (k pinv iterations; section 6: k = 6).
 double batch_nystrom_attention_flops(const ModelConfig& c);
-double continual_nystrom_attention_flops(const ModelConfig& c);  // amortised landmark updates
+// Single output. Section 6 counts 8 m E + 2 m^2 h (the S, s update and the
+// output). This implementation also recomputes the leaving key's scores rather
+// than caching n x m of them (2 m E), rescales each row by its offset change
+// (m E), and rebuilds one row every n/m steps so round-off cannot accumulate
+// (4 n E per rebuild, 4 m E amortised): 17 m E + 2 m^2 h with fixed landmarks.
+// Continual landmarks instead rebuild the entering landmark's row and A, pinv(A)
+// every L = n/m steps: + 2 E + (4 n E + 2 m^2 E + 8 k m^3 h) / L.
+double continual_nystrom_attention_flops(const ModelConfig& c);
 
 struct FlopCount {
   double attention = 0;    // inside attention (excludes projections)

@@ -83,8 +83,8 @@ class Model {
  private:
   Model(ModelConfig config, ModelWeights weights, ModelInfo info);
   ModelConfig config_;
-  ModelInfo info_;
   ModelWeights weights_;
+  ModelInfo info_;
   std::vector<Eigen::MatrixXf> fixed_pinv_;
 };
 

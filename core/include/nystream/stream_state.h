@@ -37,6 +37,12 @@ class StreamState {
   // writes config().classes activated scores (sigmoid or softmax).
   StepStatus step(const float* features, float* scores) noexcept;
 
+  // Lets a token go by without computing it (QoS, missing data): it enters the
+  // window as padding, exactly as a non-finite token does, so the stream keeps
+  // its timing. Costs a fraction of step(): no projections, no feed-forward
+  // (except, with two blocks and continual landmarks, at a landmark refresh).
+  void skip() noexcept;
+
   // Back to the state of a new stream: empty (zero-padded) window, time 0.
   void reset() noexcept;
 
