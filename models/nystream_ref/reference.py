@@ -34,15 +34,15 @@ def last_completion(t, segment_length):
 
 
 @torch.no_grad()
-def stream_logits(model, features, valid=None, chunk=256):
-    """Logits the continual model must produce at every step: [T, C].
-    features [T, D] (any float dtype; cast to the model's)."""
+def stream_logits(model, features, valid=None, chunk=256, steps=None):
+    """Logits the continual model must produce at every step: [T, C] (or at the
+    given steps only). features [T, D] (any float dtype; cast to the model's)."""
     c = model.c
     features = torch.as_tensor(features).to(model.dtype)
-    t_total = features.shape[0]
+    steps = torch.arange(features.shape[0]) if steps is None else torch.as_tensor(steps)
     out = []
-    for start in range(0, t_total, chunk):
-        ends = torch.arange(start, min(start + chunk, t_total))
+    for start in range(0, len(steps), chunk):
+        ends = steps[start:start + chunk]
         tokens, times, ok = windows_for(c.window, features, valid, ends)
         landmarks = None
         if c.continual:
