@@ -76,7 +76,7 @@ std::string LogMelParams::validate() const {
   if (!(e = range("n_fft", n_fft, 16, 65536)).empty()) return e;
   if (n_fft % 2) return "'n_fft' must be even";
   if (!(e = range("win_length", win_length, 2, n_fft)).empty()) return e + " (at most n_fft)";
-  if (!(e = range("hop_length", hop_length, 1, 65536)).empty()) return e;
+  if (!(e = range("hop_length", hop_length, 1, win_length)).empty()) return e + " (at most win_length)";
   if (!(e = range("n_mels", n_mels, 1, 1024)).empty()) return e;
   if (!(e = range("f_min", f_min, 0, sample_rate / 2.0)).empty()) return e;
   if (!(e = range("f_max", f_max, 0, sample_rate / 2.0)).empty()) return e + " (at most sample_rate / 2)";

@@ -68,9 +68,10 @@ class LogMelExtractor {
   // `bytes` of interleaved samples in the configured format; any length.
   // Delivers every token completed by this buffer to `sink`.
   PushStatus push(const void* data, std::size_t bytes, std::int64_t pts_ns, TokenSink& sink) noexcept;
-  // End of stream: pushes the partial input block, flushes the resampler, delivers
-  // the remaining complete tokens (a partial last token is dropped), then resets
-  // with the clock at the end of the stream.
+  // End of stream: pushes the partial input block, flushes the resampler, appends
+  // n_fft - hop_length zeros (so L model-rate samples give floor(L / hop) frames),
+  // delivers the remaining complete tokens (a partial last token is dropped), then
+  // resets with the clock at the end of the stream.
   void drain(TokenSink& sink) noexcept;
   // Forgets every sample and partial token; token indices restart at 0 and the
   // next buffer's timestamp becomes the origin.
