@@ -34,6 +34,27 @@ def last_completion(t, segment_length):
 
 
 @torch.no_grad()
+def step_landmarks(model, features, valid, ends):
+    """Per layer (queries, keys) [S, h, m, d]: what the schedule holds after each
+    step in `ends` (None for fixed landmarks and softmax attention: the model's)."""
+    c = model.c
+    if not c.continual:
+        return None
+    ends = torch.as_tensor(ends, dtype=torch.long)
+    done = last_completion(ends, c.segment_length)
+    landmarks = model.zero_landmarks(len(ends))
+    have = done >= 0
+    if have.any():
+        lt, ltimes, lok = windows_for(c.window, features, valid, done[have])
+        computed = model.window_landmarks(lt, ltimes, lok)
+        landmarks = [(q.clone(), k.clone()) for q, k in landmarks]
+        for (q, k), (cq, ck) in zip(landmarks, computed):
+            q[have] = cq
+            k[have] = ck
+    return landmarks
+
+
+@torch.no_grad()
 def stream_logits(model, features, valid=None, chunk=256, steps=None):
     """Logits the continual model must produce at every step: [T, C] (or at the
     given steps only). features [T, D] (any float dtype; cast to the model's)."""
@@ -44,17 +65,33 @@ def stream_logits(model, features, valid=None, chunk=256, steps=None):
     for start in range(0, len(steps), chunk):
         ends = steps[start:start + chunk]
         tokens, times, ok = windows_for(c.window, features, valid, ends)
-        landmarks = None
-        if c.continual:
-            done = last_completion(ends, c.segment_length)
-            landmarks = model.zero_landmarks(len(ends))
-            have = done >= 0
-            if have.any():
-                lt, ltimes, lok = windows_for(c.window, features, valid, done[have])
-                computed = model.window_landmarks(lt, ltimes, lok)
-                landmarks = [(q.clone(), k.clone()) for q, k in landmarks]
-                for (q, k), (cq, ck) in zip(landmarks, computed):
-                    q[have] = cq
-                    k[have] = ck
-        out.append(model(tokens, times, ok, landmarks))
+        out.append(model(tokens, times, ok, step_landmarks(model, features, valid, ends)))
     return torch.cat(out)
+
+
+@torch.no_grad()
+def kernel_condition(model, features, valid=None, steps=None):
+    """Per step, the largest condition number of A = softmax(Qt Kt^T) over layers
+    and heads, as the exact pinv sees it: sigma_max / the smallest singular value
+    it inverts (those above torch.linalg.pinv's default cutoff m * eps * sigma_max;
+    a rank-deficient A, e.g. the all-zero landmarks before the first completion,
+    is not ill-conditioned for the pinv). How much an exact pinv can amplify
+    rounding at that step. [T]."""
+    c = model.c
+    features = torch.as_tensor(features).to(model.dtype)
+    steps = torch.arange(features.shape[0]) if steps is None else torch.as_tensor(steps)
+    landmarks = step_landmarks(model, features, valid, steps)
+    if landmarks is None:
+        if not c.fixed:
+            return torch.ones(len(steps), dtype=model.dtype)
+        fixed = [layer.attention.fixed_landmarks() for layer in model.layers]
+        landmarks = [(q.expand(len(steps), -1, -1, -1), k.expand(len(steps), -1, -1, -1))
+                     for q, k in fixed]
+    cond = []
+    for q, k in landmarks:
+        sigma = torch.linalg.svdvals(torch.softmax(q @ k.transpose(-1, -2), -1))  # descending
+        top = sigma[..., :1]
+        kept = torch.where(sigma > c.landmarks * torch.finfo(sigma.dtype).eps * top, sigma,
+                           torch.full_like(sigma, float("inf")))
+        cond.append((top[..., 0] / kept.amin(-1)).amax(-1))
+    return torch.stack(cond).amax(0)

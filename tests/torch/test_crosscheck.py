@@ -3,7 +3,7 @@ against the PyTorch batch model run from scratch on every step's window.
 
 For each configuration we export a random-weight model (every tensor random,
 input normalisation included, positional period 2n+3 so positions drift against
-the window ring), stream 10n+5 random tokens through nystream-infer, and compare
+the window ring), stream 32n+5 random tokens through nystream-infer, and compare
 its logits at every step with nystream_ref.reference.stream_logits in float64:
 the batch model on the zero-padded window with the landmarks the schedule holds
 (continual: the segment means of the window ending at the last completion).
@@ -14,10 +14,20 @@ reason: the exported float32 weights are read back exactly, so the only
 difference is the engine's float32 arithmetic: ~10 chained reductions of up to
 max(n, E, F) terms (eps 6e-8 each), amplified by the conditioning of the m x m
 landmark kernel, plus one rounding per step in the cached S, s until a row is
-rebuilt. 2e-4 (~2^-12) for the iterative pinv; 2e-3 for the exact pinv, which
-passes rounding in A through amplified by cond(A) (1e3..1e4 for nearly collinear
-segment means of a short window), carried into the second layer's landmarks with
-two blocks. An algorithmic slip (stale row, off-by-one window, fresh instead of
+rebuilt. 2e-4 (~2^-12) for the iterative pinv (smooth in A: it never inverts the
+small singular values, so conditioning does not enter). The exact pinv passes
+relative rounding in A through amplified by cond(A) (first-order perturbation of
+a pseudo-inverse), carried into the second layer's landmarks with two blocks:
+2e-3 while cond(A) <= 1e4 (core's bound, for nearly collinear segment means of
+a short window), and beyond that 2e-3 * cond(A) / 1e4, with cond(A) the largest
+2-norm condition number over layers and heads of the landmarks at that step
+(reference.kernel_condition). Long streams do meet such steps: with 32n steps a
+second-layer kernel reached cond 2e6, where a 1e-7 relative change of the
+landmarks alone moves the float64 reference's logits by 4e-4, so no float32
+engine can match it to 2e-3 there. Capped at 5e-2 whatever cond(A). cond(A) is
+the one the pinv sees: over the singular values it inverts (reference.py), so
+the rank-one kernel of the all-zero landmarks before the first completion counts
+as well-conditioned. An algorithmic slip (stale row, off-by-one window, fresh instead of
 stale landmarks) shows as 1e-2 .. 1, which the negative controls below confirm.
 
 Usage: test_crosscheck.py NYSTREAM-INFER
@@ -36,6 +46,8 @@ from nystream_ref.model import Config, random_model
 
 ITERATIVE_TOLERANCE = 2e-4
 EXACT_TOLERANCE = 2e-3
+EXACT_CONDITION = 1e4  # cond(A) up to which EXACT_TOLERANCE holds; scaled beyond
+EXACT_CAP = 5e-2  # never looser: a slip in the algorithm is 1e-2 .. 1
 
 
 def configurations():
@@ -70,7 +82,7 @@ def cross_check(infer, c, directory, seed, nonfinite=()):
     path = os.path.join(directory, "model.safetensors")
     export.save(model, path, name="crosscheck")
     model = export.load(path)  # float64 from the float32 file: what the engine holds
-    steps = 10 * c.window + 5
+    steps = 32 * c.window + 5
     x = np.random.default_rng(seed).standard_normal((steps, c.input_dim)).astype(np.float32)
     valid = np.ones(steps, dtype=bool)
     for t in nonfinite:
@@ -96,7 +108,7 @@ def main():
         return 1
     torch.set_num_threads(1)
     failures = 0
-    print(f"{'configuration':44s} steps  max|err|  at step  tolerance")
+    print(f"{'configuration':44s} steps  max|err|  at step  tol there  max err/tol")
     with tempfile.TemporaryDirectory() as directory:
         cases = [(c, ()) for c in configurations()]
         # Dropped (NaN/Inf) tokens enter the window as padding, in both layers.
@@ -105,14 +117,25 @@ def main():
                              positional_period=35), (3, 40, 41, 77)))
         for i, (c, nonfinite) in enumerate(cases):
             errors, model, x, valid, logits = cross_check(infer, c, directory, 100 + i, nonfinite)
-            tolerance = EXACT_TOLERANCE if c.pinv == "exact" else ITERATIVE_TOLERANCE
-            worst = int(errors.argmax())
-            ok = errors[worst] < tolerance
+            tolerance = np.full(len(errors), ITERATIVE_TOLERANCE)
+            note = ""
+            if c.pinv == "exact" and c.attention == "nystrom":
+                cond = reference.kernel_condition(model, x, torch.from_numpy(valid)).numpy()
+                tolerance = np.minimum(EXACT_TOLERANCE * np.maximum(1.0, cond / EXACT_CONDITION),
+                                       EXACT_CAP)
+                loose = int((cond > EXACT_CONDITION).sum())
+                calm = errors[cond <= EXACT_CONDITION].max()
+                note = (f"  (max cond(A) {cond.max():.1e}; {loose} steps above "
+                        f"{EXACT_CONDITION:.0e}; max|err| on the others {calm:.2e})")
+            at = int(errors.argmax())
+            ratio = float((errors / tolerance).max())
+            ok = ratio < 1
             failures += not ok
             label = describe(c) + (" +non-finite" if nonfinite else "")
-            print(f"{label:44s} {len(errors):5d}  {errors[worst]:.2e}  {worst:7d}  {tolerance:.0e}"
-                  f"  {'ok' if ok else 'FAIL'}")
+            print(f"{label:44s} {len(errors):5d}  {errors[at]:.2e}  {at:7d}  {tolerance[at]:.1e}"
+                  f"  {ratio:5.3f}  {'ok' if ok else 'FAIL'}{note}")
             if c.continual and c.landmarks < c.window and not nonfinite:
+                tolerance = ITERATIVE_TOLERANCE if c.pinv == "iterative" else EXACT_TOLERANCE
                 # Negative control: fresh landmarks (each window's own segment means)
                 # instead of the stale ones must be caught.
                 with torch.no_grad():
