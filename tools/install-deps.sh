@@ -7,6 +7,7 @@ PACKAGES="
   libeigen3-dev
   libgtest-dev libbenchmark-dev
   nlohmann-json3-dev
+  clang libclang-rt-14-dev
   libavcodec-dev libavformat-dev libavutil-dev libswresample-dev libswscale-dev libavfilter-dev
   ffmpeg espeak-ng sox asc-music python3-torchaudio
   python3-torch python3-numpy

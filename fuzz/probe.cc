@@ -1,0 +1,4 @@
+// Configure-time check that clang++ can build a libFuzzer target.
+#include <cstddef>
+#include <cstdint>
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t*, std::size_t) { return 0; }
