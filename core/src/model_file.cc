@@ -34,6 +34,9 @@ using Shape = std::vector<std::int64_t>;
 constexpr int kFormatVersion = 1;
 constexpr std::uint64_t kMaxHeaderBytes = std::uint64_t{64} << 20;
 constexpr std::size_t kDataAlignment = 8;
+// Far above what a valid file needs (normalisation: 2 x 65536 numbers).
+constexpr int kMaxJsonDepth = 64;
+constexpr std::size_t kMaxJsonEvents = std::size_t{1} << 21;
 
 struct LoadError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -310,30 +313,48 @@ constexpr Extractor kExtractors[] = {
 
 // ---------------------------------------------------------------- the container
 
-// Parses the JSON header, refusing repeated top-level keys (two entries for one
-// tensor name would be silently merged by the DOM).
-json parse_header(const std::uint8_t* text, std::size_t size) {
-  std::string repeated;
-  std::set<std::string> keys;
-  json::parser_callback_t note_keys = [&](int depth, json::parse_event_t event, json& parsed) {
-    if (depth == 1 && event == json::parse_event_t::key && parsed.is_string() &&
-        !keys.insert(parsed.get<std::string>()).second && repeated.empty())
-      repeated = parsed.get<std::string>();
+// Parses a JSON object (the header or the metadata document), refusing what is
+// valid JSON but hostile or ambiguous: nesting deeper than kMaxJsonDepth or more
+// than kMaxJsonEvents values (a DOM costs tens of bytes per one-byte "[" or "0,",
+// so 64 MiB of them would take gigabytes), and a key repeated in an object (the
+// DOM would keep one and hide the other). Stops at the first problem.
+json parse_json_object(const char* begin, const char* end, const std::string& what) {
+  std::size_t events = 0;
+  std::vector<std::set<std::string>> keys;  // one set per open object
+  json::parser_callback_t guard = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (++events > kMaxJsonEvents)
+      fail(what + " has more than " + std::to_string(kMaxJsonEvents) + " JSON values");
+    switch (event) {
+      case json::parse_event_t::object_start:
+      case json::parse_event_t::array_start:
+        if (depth >= kMaxJsonDepth)
+          fail(what + " nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+        if (event == json::parse_event_t::object_start) keys.emplace_back();
+        break;
+      case json::parse_event_t::object_end:
+        keys.pop_back();
+        break;
+      case json::parse_event_t::key:
+        if (!keys.back().insert(parsed.get<std::string>()).second)
+          fail(what + " has key \"" + parsed.get<std::string>() + "\" more than once");
+        break;
+      default:
+        break;
+    }
     return true;
   };
-  json header;
+  json value;
   try {
-    header = json::parse(text, text + size, note_keys);
+    value = json::parse(begin, end, guard);
   } catch (const json::parse_error& e) {
     // e.what() is "[json.exception.parse_error.101] parse error at line 1, ...".
-    std::string what = e.what();
-    const std::size_t bracket = what.find("] ");
-    fail("header is not valid JSON (" + what.substr(bracket == std::string::npos ? 0 : bracket + 2) +
+    const std::string text = e.what();
+    const std::size_t bracket = text.find("] ");
+    fail(what + " is not valid JSON (" + text.substr(bracket == std::string::npos ? 0 : bracket + 2) +
          ")");
   }
-  if (!header.is_object()) fail("header is " + type_text(header) + ", expected a JSON object");
-  if (!repeated.empty()) fail("header has key \"" + repeated + "\" more than once");
-  return header;
+  if (!value.is_object()) fail(what + " is " + type_text(value) + ", expected a JSON object");
+  return value;
 }
 
 // Checks one header entry against the tensor the architecture expects.
@@ -391,7 +412,8 @@ std::shared_ptr<const Model> parse_or_throw(const std::uint8_t* data, std::size_
   if (header_size > size - 8)
     fail("header length " + std::to_string(header_size) + " runs past the end of the file (" +
          std::to_string(size) + " bytes)");
-  const json header = parse_header(data + 8, header_size);
+  const auto* text = reinterpret_cast<const char*>(data + 8);
+  const json header = parse_json_object(text, text + header_size, "header");
   const std::uint8_t* buffer = data + 8 + header_size;
   const std::uint64_t buffer_size = size - 8 - header_size;
 
@@ -399,16 +421,8 @@ std::shared_ptr<const Model> parse_or_throw(const std::uint8_t* data, std::size_
   const json& metadata = as_object(member(header, "__metadata__", "header"), "__metadata__");
   const std::string doc_text =
       as_string(member(metadata, "nystream", "__metadata__"), "__metadata__.nystream");
-  json doc;
-  try {
-    doc = json::parse(doc_text);
-  } catch (const json::parse_error& e) {
-    std::string what = e.what();
-    const std::size_t bracket = what.find("] ");
-    fail("__metadata__.nystream is not valid JSON (" +
-         what.substr(bracket == std::string::npos ? 0 : bracket + 2) + ")");
-  }
-  as_object(doc, "__metadata__.nystream");
+  const json doc = parse_json_object(doc_text.data(), doc_text.data() + doc_text.size(),
+                                     "__metadata__.nystream");
   const std::string where = "metadata";
   const std::string format = as_string(member(doc, "format", where), "format");
   if (format != "nystream-model") fail("format is \"" + format + "\", expected \"nystream-model\"");

@@ -100,8 +100,9 @@ struct FileParts {
   }
 
   static Bytes join_text(const std::string& header_text, const Bytes& data) {
-    Bytes out(8);
-    for (int b = 0; b < 8; ++b) out[b] = static_cast<std::uint8_t>(header_text.size() >> (8 * b));
+    Bytes out;
+    out.reserve(8 + header_text.size() + data.size());
+    for (int b = 0; b < 8; ++b) out.push_back(static_cast<std::uint8_t>(header_text.size() >> (8 * b)));
     out.insert(out.end(), header_text.begin(), header_text.end());
     out.insert(out.end(), data.begin(), data.end());
     return out;

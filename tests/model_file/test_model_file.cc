@@ -306,6 +306,29 @@ TEST_F(Corrupt, RepeatedTensorName) {
   text.insert(1, entry + ",");
   EXPECT_EQ(parse_error(FileParts::join_text(text, parts_.data)),
             "test.safetensors: header has key \"input.bias\" more than once");
+  // Inside the metadata document too, at any depth.
+  json header = parts_.header;
+  std::string doc = parts_.doc.dump();
+  doc.insert(doc.find("\"architecture\":{") + 16, "\"window\":16,");
+  header["__metadata__"]["nystream"] = doc;
+  EXPECT_EQ(parse_error(FileParts::join_text(header.dump(), parts_.data)),
+            "test.safetensors: __metadata__.nystream has key \"window\" more than once");
+}
+
+// Valid JSON that would cost gigabytes as a DOM: 64 MiB of "[" or of "0,".
+TEST_F(Corrupt, JsonBombs) {
+  const std::string deep = "{\"a\":" + std::string(100, '[') + std::string(100, ']') + "}";
+  EXPECT_EQ(parse_error(FileParts::join_text(deep, {})),
+            "test.safetensors: header nests deeper than 64 levels");
+  std::string wide = "{\"a\":[0";
+  for (int i = 0; i < (1 << 21); ++i) wide += ",0";
+  wide += "]}";
+  EXPECT_EQ(parse_error(FileParts::join_text(wide, {})),
+            "test.safetensors: header has more than 2097152 JSON values");
+  json header = parts_.header;
+  header["__metadata__"]["nystream"] = deep;
+  EXPECT_EQ(parse_error(FileParts::join_text(header.dump(), parts_.data)),
+            "test.safetensors: __metadata__.nystream nests deeper than 64 levels");
 }
 
 TEST_F(Corrupt, OffsetsOutOfBoundsOrOverlapping) {
@@ -477,7 +500,9 @@ TEST_F(Corrupt, EveryTruncationAndByteFlipIsHandled) {
     bad[at] ^= static_cast<std::uint8_t>(1u << (engine() % 8));
     std::string error;
     const auto model = parse_model(bad.data(), bad.size(), "flip", &error);
-    if (!model) ASSERT_EQ(error.rfind("flip: ", 0), 0u) << error;
+    if (!model) {
+      ASSERT_EQ(error.rfind("flip: ", 0), 0u) << error;
+    }
   }
 }
 
