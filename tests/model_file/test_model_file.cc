@@ -184,6 +184,20 @@ TEST(ModelFile, LoadsFilesWrittenByThePythonExporter) {
   }
 }
 
+// The fuzzer's seeds (fuzz/corpus, from fuzz/make_corpus.cc) are valid files,
+// so fuzzing starts from inputs that reach every stage of the loader.
+TEST(ModelFile, FuzzSeedCorpusLoads) {
+  const char* root = std::getenv("NYSTREAM_SOURCE_ROOT");
+  if (!root) GTEST_SKIP() << "NYSTREAM_SOURCE_ROOT not set";
+  int seeds = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(root) + "/fuzz/corpus")) {
+    std::string error;
+    EXPECT_TRUE(load_model(entry.path().string(), &error)) << error;
+    ++seeds;
+  }
+  EXPECT_GE(seeds, 5);
+}
+
 // ---------------------------------------------------------------- corrupt files
 
 class Corrupt : public ::testing::Test {
