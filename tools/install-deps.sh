@@ -11,6 +11,9 @@ PACKAGES="
   libavcodec-dev libavformat-dev libavutil-dev libswresample-dev libswscale-dev libavfilter-dev
   ffmpeg espeak-ng sox asc-music python3-torchaudio
   python3-torch python3-numpy
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-libav
+  libcairo2-dev libpango1.0-dev python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
 "
 if [ "$(id -u)" != 0 ]; then
   exec sudo "$0" "$@"
