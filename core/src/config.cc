@@ -42,8 +42,27 @@ std::string ModelConfig::validate() const {
     if (schedule == LandmarkSchedule::kContinual && window % landmarks != 0)
       return "window = " + std::to_string(window) + " is not a multiple of landmarks = " +
              std::to_string(landmarks) + " (continual landmarks are segment means)";
+    const long long work = 1LL * landmarks * landmarks * landmarks * heads;
+    if (work > L::kMaxPinvWork)
+      return "landmarks^3 * heads = " + std::to_string(work) + ", expected at most " +
+             std::to_string(L::kMaxPinvWork) + " (the landmark pinv's cost)";
   }
+  if (stream_state_floats() > L::kMaxStreamFloats)
+    return "one stream would hold " + std::to_string(stream_state_floats()) +
+           " floats, expected at most " + std::to_string(L::kMaxStreamFloats) +
+           " (window x (embed_dim, ff_dim) too large)";
   return {};
+}
+
+long long ModelConfig::stream_state_floats() const {
+  const long long n = window, e = embed_dim, f = ff_dim, m = landmarks, h = heads;
+  // First layer: k, v, q rings and row caches (the largest case: retroactive
+  // softmax keeps one row per window token), landmark scores and pinv.
+  long long floats = 3 * n * e + n * e + 3 * n * h + m * h * n + m * m * h + 4 * e * m;
+  // A second block: first-layer inputs and outputs for every window token, the
+  // last layer's keys and values and its softmax weights.
+  if (blocks == 2) floats += n * (4 * e + f) + 3 * n * e + n * m;
+  return floats;
 }
 
 const char* to_string(AttentionKind kind) {

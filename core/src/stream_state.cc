@@ -159,6 +159,7 @@ struct StreamState::Impl {
     layer_norm_columns(final_row, w.final_gamma, w.final_beta, c.layer_norm_eps);
     logits.noalias() = w.classifier * final_row.col(0);
     logits += w.classifier_bias;
+    if (!logits.allFinite()) return StepStatus::kNonFiniteOutput;
     Eigen::Map<Eigen::VectorXf> out(scores, c.classes);
     if (c.activation == OutputActivation::kSigmoid) {
       out = (1.0f + (-logits.array()).exp()).inverse().matrix();

@@ -52,6 +52,9 @@ struct ModelConfig {
   // Steps between continual landmark updates (L = n / m).
   int segment_length() const { return window / landmarks; }
 
+  // Floats one StreamState holds (rings, caches, per-window buffers).
+  long long stream_state_floats() const;
+
   // Empty when the configuration is usable; otherwise what is wrong, naming the field.
   std::string validate() const;
 };
@@ -66,6 +69,12 @@ struct ConfigLimits {
   static constexpr int kMaxInput = 65536;
   static constexpr int kMaxClasses = 4096;
   static constexpr int kMaxBlocks = 2;
+  // What a configuration makes the engine allocate and compute on its own, beyond
+  // the weights a file must hold: one stream's state (floats) and the landmark
+  // pinv's m^3 h work at load. Within these, a file of a few MB cannot cost
+  // gigabytes or minutes.
+  static constexpr long long kMaxStreamFloats = 1LL << 26;  // 256 MiB
+  static constexpr long long kMaxPinvWork = 1LL << 28;      // m^3 h: ~0.3 s at load
 };
 
 const char* to_string(AttentionKind kind);

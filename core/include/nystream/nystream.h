@@ -24,4 +24,5 @@
 #include "nystream/config.h"
 #include "nystream/flops.h"
 #include "nystream/model.h"
+#include "nystream/model_file.h"
 #include "nystream/stream_state.h"

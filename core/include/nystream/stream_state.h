@@ -24,6 +24,8 @@ enum class StepStatus {
   kNonFiniteInput,   // NaN/Inf in the features (or their projection): the token enters
                      // the window as padding (q = k = v = 0), time advances, scores are
                      // left untouched; it leaves the window after `window` steps
+  kNonFiniteOutput,  // the features were finite but the model overflowed (weights or
+                     // features far outside the trained range): scores untouched
 };
 
 class StreamState {
