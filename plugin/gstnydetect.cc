@@ -390,8 +390,8 @@ gst_ny_detect_start (GstBaseTransform * trans)
   }
   const nystream::ModelInfo & info = d->model->info ();
   if (info.modality != klass->modality || info.feature_extractor != klass->extractor) {
-    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("The model is not a %s model.",
-            klass->modality),
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("Wrong kind of model for %s.",
+            GST_ELEMENT_NAME (self)),
         ("%s is a %s model with '%s' features; %s needs a %s model with '%s' features.",
             path.c_str (), info.modality.c_str (), info.feature_extractor.c_str (),
             GST_ELEMENT_NAME (self), klass->modality, klass->extractor));

@@ -52,6 +52,8 @@ int main(int argc, char** argv) {
             {"speech", "music", "alarm", "animal", "human_sounds", "background"}, 1) &&
       write(dir + "/video-random.safetensors", "video", "video-motion", video.to_json(), video.dim(),
             {"none", "walk_left", "walk_right", "approach", "recede", "jump", "wave", "fall"}, 2) &&
-      write(dir + "/features-random.safetensors", "features", "identity", "{}", 8, {"a", "b", "c"}, 3);
+      write(dir + "/features-random.safetensors", "features", "identity", "{}", 8, {"a", "b", "c"}, 3) &&
+      // An audio model whose input does not fit its own front end's tokens.
+      write(dir + "/audio-mismatch.safetensors", "audio", "log-mel", mel.to_json(), 8, {"a", "b"}, 4);
   return ok ? 0 : 1;
 }
