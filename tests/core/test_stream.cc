@@ -3,41 +3,11 @@
 // one and two blocks.
 #include <gtest/gtest.h>
 
-#include <atomic>
-#include <cstdlib>
 #include <cstring>
-#include <malloc.h>
 
 #include "reference.h"
-
-// Count every heap allocation of the process while `g_counting` is set, by
-// interposing glibc's allocator entry points (operator new and Eigen's aligned
-// allocator both end up here).
-extern "C" {
-void* __libc_malloc(size_t);
-void* __libc_calloc(size_t, size_t);
-void* __libc_realloc(void*, size_t);
-void* __libc_memalign(size_t, size_t);
-}
-namespace {
-std::atomic<bool> g_counting{false};
-std::atomic<long> g_allocations{0};
-inline void count() {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
-}
-}  // namespace
-extern "C" {
-void* malloc(size_t size) { count(); return __libc_malloc(size); }
-void* calloc(size_t n, size_t size) { count(); return __libc_calloc(n, size); }
-void* realloc(void* p, size_t size) { count(); return __libc_realloc(p, size); }
-void* memalign(size_t alignment, size_t size) { count(); return __libc_memalign(alignment, size); }
-void* aligned_alloc(size_t alignment, size_t size) { count(); return __libc_memalign(alignment, size); }
-int posix_memalign(void** out, size_t alignment, size_t size) {
-  count();
-  *out = __libc_memalign(alignment, size);
-  return *out ? 0 : ENOMEM;
-}
-}
+// Last: it defines malloc and friends for the whole process.
+#include "allocation_counter.h"
 
 namespace nystream::testing {
 namespace {
