@@ -115,6 +115,15 @@ GstHarness* audio_harness(const std::string& extra = "") {
   return h;
 }
 
+guint64 stat(GstHarness* h, const char* element, const char* field) {
+  GstStructure* stats = nullptr;
+  g_object_get(gst_harness_find_element(h, element), "stats", &stats, nullptr);
+  guint64 value = 0;
+  gst_structure_get_uint64(stats, field, &value);
+  gst_structure_free(stats);
+  return value;
+}
+
 TEST_F(Elements, AudioBuffersLeaveUnchangedWithContiguousTokenSpans) {
   GstHarness* h = audio_harness();
   const AudioInput input = make_audio(300, 22050, 2, 1);
@@ -186,11 +195,7 @@ TEST_F(Elements, DiscontinuityResetsTheStream) {
   GstHarness* h = audio_harness();
   run_harness(h, first.buffers);
   const std::vector<Result> after = run_harness(h, second.buffers);
-  GstStructure* stats = nullptr;
-  g_object_get(gst_harness_find_element(h, "nyaudiodetect"), "stats", &stats, nullptr);
-  guint64 resets = 0;
-  gst_structure_get_uint64(stats, "resets", &resets);
-  gst_structure_free(stats);
+  const guint64 resets = stat(h, "nyaudiodetect", "resets");
   gst_harness_teardown(h);
 
   GstHarness* fresh = audio_harness();
@@ -228,6 +233,33 @@ TEST_F(Elements, InferenceIntervalReportsEveryKthToken) {
     EXPECT_EQ(r.token % 4, 0u);
     EXPECT_EQ(r, every[r.token]);  // still stepped on every token
   }
+}
+
+TEST_F(Elements, LateBuffersSkipModelStepsButPassUnchanged) {
+  GstHarness* h = audio_harness();
+  const AudioInput input = make_audio(200, 22050, 2, 3);
+  // Downstream says: anything before 3 s running time is late.
+  gst_harness_push_upstream_event(
+      h, gst_event_new_qos(GST_QOS_TYPE_UNDERFLOW, 0.5, 0, 3 * GST_SECOND));
+  const std::vector<Result> results = run_harness(h, input.buffers);  // checks every buffer
+  const guint64 skipped = stat(h, "nyaudiodetect", "skipped-qos");
+  const guint64 tokens = stat(h, "nyaudiodetect", "tokens");
+  gst_harness_teardown(h);
+  // ~29 tokens before 3 s were let go by; the rest were computed and reported.
+  EXPECT_GE(skipped, 25u);
+  EXPECT_LE(skipped, 31u);
+  EXPECT_EQ(results.size(), tokens - skipped);
+  for (const Result& r : results) EXPECT_GE(r.start + r.duration, 3 * GST_SECOND - 200 * GST_MSECOND);
+}
+
+TEST_F(Elements, GapResetsTheStream) {
+  GstHarness* h = audio_harness();
+  const AudioInput input = make_audio(50, 22050, 2, 4);
+  run_harness(h, input.buffers);
+  const guint64 before = stat(h, "nyaudiodetect", "resets");
+  gst_harness_push_event(h, gst_event_new_gap(2 * GST_SECOND, GST_SECOND));
+  EXPECT_EQ(stat(h, "nyaudiodetect", "resets"), before + 1);
+  gst_harness_teardown(h);
 }
 
 // --- real pipelines -------------------------------------------------------
