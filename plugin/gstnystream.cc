@@ -3,6 +3,7 @@
 
 #include "gstnyaudiodetect.h"
 #include "gstnymetaconvert.h"
+#include "gstnyoverlay.h"
 #include "gstnyvideodetect.h"
 #include "meta/gstnystreammeta.h"
 
@@ -14,6 +15,7 @@ plugin_init (GstPlugin * plugin)
   ok |= GST_ELEMENT_REGISTER (nyaudiodetect, plugin);
   ok |= GST_ELEMENT_REGISTER (nyvideodetect, plugin);
   ok |= GST_ELEMENT_REGISTER (nymetaconvert, plugin);
+  ok |= GST_ELEMENT_REGISTER (nyoverlay, plugin);
   return ok;
 }
 
