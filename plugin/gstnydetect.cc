@@ -19,8 +19,6 @@ GST_DEBUG_CATEGORY_STATIC (gst_ny_detect_debug);
 #define DEFAULT_POST_MESSAGES TRUE
 #define DEFAULT_MESSAGE_INTERVAL 0
 #define DEFAULT_QOS TRUE
-/* Results kept for elements that follow this one (nyoverlay's timeline). */
-#define HISTORY_LENGTH 256
 /* A segment whose running time is this far from where the stream was is a jump. */
 #define SEGMENT_JUMP_TOLERANCE (100 * GST_MSECOND)
 
@@ -89,7 +87,7 @@ class Detector : public TokenSink {
   GstClockTime stream_end_running = GST_CLOCK_TIME_NONE;  /* where the last buffer ended */
   bool have_data = false;
 
-  /* The last HISTORY_LENGTH results for followers, a ring preallocated in
+  /* The last nystream::plugin::kDetectHistoryLength results for followers, a ring preallocated in
    * start(): history[(history_head + i) % size], i < history_count. */
   std::mutex history_mutex;
   std::vector<DetectResult> history;
@@ -147,6 +145,12 @@ Detector::reset_stream (const char *why)
     frontend->reset ();
   pending_count = 0;
   have_data = false;
+  {
+    /* Followers must not show results from before the reset (a flushing seek
+     * restarts running time). */
+    std::lock_guard < std::mutex > lock (history_mutex);
+    history_count = 0;
+  }
   GST_OBJECT_LOCK (element_);
   stats.resets++;
   GST_OBJECT_UNLOCK (element_);
@@ -413,7 +417,7 @@ gst_ny_detect_start (GstBaseTransform * trans)
     std::lock_guard < std::mutex > lock (d->history_mutex);
     DetectResult empty;
     empty.scores.assign (d->scores.size (), 0.0f);
-    d->history.assign (HISTORY_LENGTH, empty);
+    d->history.assign (nystream::plugin::kDetectHistoryLength, empty);
     d->history_head = d->history_count = 0;
     d->history_classes = info.classes;
   }
@@ -725,11 +729,18 @@ gst_ny_detect_results_at (GstNyDetect * detect, GstClockTime running_time, guint
     newest--;
   if (newest == 0)
     return false;
-  const std::size_t first = newest > history + 1 ? newest - history - 1 : 0;
-  out->clear ();
-  for (std::size_t i = first; i < newest; i++) {
-    out->push_back (d->history[(d->history_head + i) % size]);
-    out->back ().classes = d->history_classes;
+  const std::size_t count = std::min<guint64> ((guint64) history + 1, newest);
+  /* Filled in place: a caller reusing `out` allocates nothing once it has grown. */
+  out->resize (count);
+  for (std::size_t i = 0; i < count; i++) {
+    const DetectResult & from = d->history[(d->history_head + newest - count + i) % size];
+    DetectResult & to = (*out)[i];
+    to.running_time = from.running_time;
+    to.duration = from.duration;
+    to.threshold = from.threshold;
+    to.scores.assign (from.scores.begin (), from.scores.end ());
+    if (to.classes != d->history_classes)
+      to.classes = d->history_classes;
   }
   return true;
 }

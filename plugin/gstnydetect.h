@@ -36,6 +36,9 @@ G_END_DECLS
 
 namespace nystream::plugin {
 
+/* Results a detector keeps for followers. */
+constexpr guint kDetectHistoryLength = 256;
+
 /* One result as another element (nyoverlay) reads it. */
 struct DetectResult {
   GstClockTime running_time = GST_CLOCK_TIME_NONE;  /* start of the span it describes */
@@ -46,8 +49,9 @@ struct DetectResult {
 };
 
 /* The latest result of `detect` whose span starts at or before running_time,
- * and up to `history` earlier ones (oldest first) for timelines. False when
- * there is none yet. Thread-safe. */
+ * and up to `history` earlier ones (oldest first) for timelines, written over
+ * `out` (reuse it: no allocation once it has grown). False when there is none
+ * yet (none since the last reset). Thread-safe. */
 bool gst_ny_detect_results_at (GstNyDetect * detect, GstClockTime running_time, guint history,
     std::vector<DetectResult> * out);
 
