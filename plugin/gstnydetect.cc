@@ -32,6 +32,7 @@ enum {
   PROP_POST_MESSAGES,
   PROP_MESSAGE_INTERVAL,
   PROP_STATS,
+  PROP_RESULT_LATENCY,
 };
 
 namespace nystream::plugin {
@@ -69,6 +70,7 @@ class Detector : public TokenSink {
   Settings settings;   /* GST_OBJECT_LOCK */
   Stats stats;         /* GST_OBJECT_LOCK */
   gdouble qos_proportion = 1.0;                       /* GST_OBJECT_LOCK */
+  guint64 result_latency = 0;                         /* GST_OBJECT_LOCK */
   GstClockTime qos_earliest = GST_CLOCK_TIME_NONE;    /* GST_OBJECT_LOCK */
 
   std::shared_ptr<const Model> model;
@@ -86,6 +88,7 @@ class Detector : public TokenSink {
   GstClockTime last_message = GST_CLOCK_TIME_NONE;
   GstClockTime stream_end_running = GST_CLOCK_TIME_NONE;  /* where the last buffer ended */
   bool have_data = false;
+  bool warned_rejected = false;     /* one element warning per stream for bad input */
 
   /* The last nystream::plugin::kDetectHistoryLength results for followers, a ring preallocated in
    * start(): history[(history_head + i) % size], i < history_count. */
@@ -245,6 +248,12 @@ gst_ny_detect_class_init (GstNyDetectClass * klass)
           G_MAXUINT64, DEFAULT_MESSAGE_INTERVAL,
           (GParamFlags) (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
               GST_PARAM_MUTABLE_PLAYING)));
+  g_object_class_install_property (gobject_class, PROP_RESULT_LATENCY,
+      g_param_spec_uint64 ("result-latency", "Result latency",
+          "How long after the start of a token's media its result can be attached, in "
+          "nanoseconds (the front end's latency; 0 before caps). Buffers themselves are "
+          "not held, so the element adds no latency to the stream", 0, G_MAXUINT64, 0,
+          (GParamFlags) (G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
   g_object_class_install_property (gobject_class, PROP_STATS,
       g_param_spec_boxed ("stats", "Statistics",
           "tokens, steps, skipped-qos (tokens let go by because buffers were late), "
@@ -344,6 +353,9 @@ gst_ny_detect_get_property (GObject * object, guint prop_id, GValue * value, GPa
       break;
     case PROP_MESSAGE_INTERVAL:
       g_value_set_uint64 (value, d->settings.message_interval);
+      break;
+    case PROP_RESULT_LATENCY:
+      g_value_set_uint64 (value, d->result_latency);
       break;
     case PROP_STATS:{
       const auto & s = d->stats;
@@ -467,6 +479,10 @@ gst_ny_detect_set_caps (GstBaseTransform * trans, GstCaps * incaps, GstCaps * ou
     return FALSE;
   }
   d->frontend.reset (frontend);
+  GST_OBJECT_LOCK (self);
+  d->result_latency = frontend->latency_ns ();
+  GST_OBJECT_UNLOCK (self);
+  d->warned_rejected = false;
   d->reset_stream ("new caps");
   return TRUE;
 }
@@ -653,6 +669,15 @@ gst_ny_detect_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
       GST_OBJECT_UNLOCK (self);
       GST_WARNING_OBJECT (self, "buffer %" GST_TIME_FORMAT " not analysed: %s",
           GST_TIME_ARGS (pts), nystream::to_string (status));
+      /* Once, so a stream whose every buffer is refused (e.g. broken timestamps)
+       * is visible without flooding the bus; `stats` counts them all. */
+      if (!d->warned_rejected) {
+        d->warned_rejected = true;
+        GST_ELEMENT_WARNING (self, STREAM, FORMAT, ("Some buffers cannot be analysed."),
+            ("buffer %" GST_TIME_FORMAT ": %s; passed on unanalysed (see the "
+                "rejected-buffers count in stats)", GST_TIME_ARGS (pts),
+                nystream::to_string (status)));
+      }
       break;
   }
   d->have_data = true;

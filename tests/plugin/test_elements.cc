@@ -130,6 +130,9 @@ TEST_F(Elements, AudioBuffersLeaveUnchangedWithContiguousTokenSpans) {
   const std::vector<Result> results = run_harness(h, input.buffers);
   // ~300 * 499 frames / 22050 Hz = 6.8 s: 67 whole 100 ms tokens.
   ASSERT_GE(results.size(), 60u);
+  guint64 latency = 0;
+  g_object_get(gst_harness_find_element(h, "nyaudiodetect"), "result-latency", &latency, nullptr);
+  EXPECT_GE(latency, 100 * GST_MSECOND);  // at least a token's length
   for (std::size_t i = 0; i < results.size(); ++i) {
     EXPECT_EQ(results[i].token, i);
     EXPECT_EQ(results[i].start, i * 100 * GST_MSECOND);
@@ -155,6 +158,14 @@ TEST_F(Elements, VideoBuffersLeaveUnchangedWithResults) {
     frames.push_back(b);
   }
   const std::vector<Result> results = run_harness(h, frames);
+  // The same frames again, with timestamps going backwards: passed on, counted.
+  for (GstBuffer* b : frames) {
+    GstBuffer* late = gst_buffer_copy(b);
+    GST_BUFFER_PTS(late) = 0;
+    EXPECT_EQ(gst_harness_push(h, late), GST_FLOW_OK);
+    gst_buffer_unref(gst_harness_pull(h));
+  }
+  EXPECT_GE(stat(h, "nyvideodetect", "rejected-buffers"), 59u);
   for (GstBuffer* b : frames) gst_buffer_unref(b);
   // Tokens every 100 ms over 2 s; each delivered when a later frame arrives.
   EXPECT_GE(results.size(), 18u);
