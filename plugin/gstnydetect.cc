@@ -85,6 +85,7 @@ class Detector : public TokenSink {
   std::vector<Pending> pending;     /* results completed by the current buffer */
   std::size_t pending_count = 0;
   std::vector<float> scores;
+  std::vector<GstMessage *> messages;   /* to post for the current buffer */
   GstClockTime last_message = GST_CLOCK_TIME_NONE;
   GstClockTime stream_end_running = GST_CLOCK_TIME_NONE;  /* where the last buffer ended */
   bool have_data = false;
@@ -418,6 +419,7 @@ gst_ny_detect_start (GstBaseTransform * trans)
   d->scores.assign (d->model->config ().classes, 0.0f);
   d->pending.assign (16, {std::vector<float> (d->model->config ().classes), {}});
   d->pending_count = 0;
+  d->messages.reserve (64);
   d->class_names.clear ();
   for (const std::string & name:info.classes)
     d->class_names.push_back (name.c_str ());
@@ -575,8 +577,9 @@ publish_results (GstNyDetect * self, GstBuffer * buffer)
     return;
   GstBaseTransform *trans = GST_BASE_TRANSFORM (self);
   const GstSegment *segment = &trans->segment;
-  GstMessage *messages[8];
-  guint n_messages = 0;
+  /* Posted after the loop, outside every lock; reserved in start(). */
+  std::vector<GstMessage *> & messages = d->messages;
+  messages.clear ();
   for (std::size_t i = 0; i < d->pending_count; i++) {
     const nystream::plugin::Pending & r = d->pending[i];
     const GstClockTime start = r.span.start_ns, duration = r.span.end_ns - r.span.start_ns;
@@ -604,19 +607,20 @@ publish_results (GstNyDetect * self, GstBuffer * buffer)
     const bool due = d->current.post_messages && GST_CLOCK_TIME_IS_VALID (running) &&
         (!GST_CLOCK_TIME_IS_VALID (d->last_message) || d->current.message_interval == 0 ||
         running >= d->last_message + d->current.message_interval);
-    if (due && n_messages < G_N_ELEMENTS (messages)) {
-      messages[n_messages++] = gst_message_new_element (GST_OBJECT (self),
-          result_message (self, d, r, segment));
+    if (due) {
+      messages.push_back (gst_message_new_element (GST_OBJECT (self),
+              result_message (self, d, r, segment)));
       d->last_message = running;
     }
   }
   GST_OBJECT_LOCK (self);
   d->stats.results += d->pending_count;
-  d->stats.messages += n_messages;
+  d->stats.messages += messages.size ();
   GST_OBJECT_UNLOCK (self);
   d->pending_count = 0;
-  for (guint i = 0; i < n_messages; i++)
-    gst_element_post_message (GST_ELEMENT (self), messages[i]);
+  for (GstMessage * message:messages)
+    gst_element_post_message (GST_ELEMENT (self), message);
+  messages.clear ();
 }
 
 static GstFlowReturn
