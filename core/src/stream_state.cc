@@ -201,11 +201,17 @@ const Model& StreamState::model() const { return *impl_->model; }
 std::int64_t StreamState::time() const noexcept { return impl_->time; }
 Eigen::Ref<const Eigen::VectorXf> StreamState::logits() const noexcept { return impl_->logits; }
 
+namespace {
+const Eigen::MatrixXf kNoLandmarks;
+}  // namespace
+
 Eigen::Ref<const Eigen::MatrixXf> StreamState::landmark_queries(int layer) const noexcept {
-  return layer == 0 ? impl_->first.landmark_queries() : impl_->last->landmark_queries();
+  if (layer == 0) return impl_->first.landmark_queries();
+  return layer == 1 && impl_->last ? impl_->last->landmark_queries() : kNoLandmarks;
 }
 Eigen::Ref<const Eigen::MatrixXf> StreamState::landmark_keys(int layer) const noexcept {
-  return layer == 0 ? impl_->first.landmark_keys() : impl_->last->landmark_keys();
+  if (layer == 0) return impl_->first.landmark_keys();
+  return layer == 1 && impl_->last ? impl_->last->landmark_keys() : kNoLandmarks;
 }
 std::int64_t StreamState::rows_rebuilt() const noexcept { return impl_->first.rows_rebuilt(); }
 

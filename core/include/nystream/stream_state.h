@@ -55,7 +55,7 @@ class StreamState {
   Eigen::Ref<const Eigen::VectorXf> logits() const noexcept;
   // Landmarks layer l (< config().blocks) uses now, E x m in scaled space, column
   // j = landmark j (in window-segment order, not age order: Nyström is invariant
-  // to the order). Empty for softmax attention.
+  // to the order). Empty for softmax attention and for layers the model lacks.
   Eigen::Ref<const Eigen::MatrixXf> landmark_queries(int layer) const noexcept;
   Eigen::Ref<const Eigen::MatrixXf> landmark_keys(int layer) const noexcept;
   // Numerical maintenance done so far in the first layer: cached (row, head)
