@@ -18,8 +18,11 @@
 
 #include "continual_attention.h"
 #include "nystream/nystream.h"
+#include "random_matrix.h"
 
 namespace {
+
+using nystream::bench::random_matrix;
 
 using nystream::AttentionKind;
 using nystream::ContinualAttention;
@@ -42,14 +45,6 @@ struct Case {
   // Batch: one d x n (or d x m) matrix per head.
   std::vector<Eigen::MatrixXf> head_q, head_k, head_v, head_qt, head_kt;
 };
-
-Eigen::MatrixXf random_matrix(Eigen::Index rows, Eigen::Index cols, float scale,
-                              std::mt19937& engine) {
-  std::normal_distribution<float> normal(0.0f, scale);
-  Eigen::MatrixXf out(rows, cols);
-  for (Eigen::Index i = 0; i < out.size(); ++i) out.data()[i] = normal(engine);
-  return out;
-}
 
 Case& get_case(const std::string& key, const ModelConfig& c) {
   static Case current;

@@ -18,8 +18,11 @@
 #include <vector>
 
 #include "nystream/nystream.h"
+#include "random_matrix.h"
 
 namespace {
+
+using nystream::bench::random_matrix;
 
 using nystream::AttentionKind;
 using nystream::BatchModel;
@@ -52,13 +55,6 @@ struct Case {
   std::int64_t next = 0;
 };
 
-Eigen::MatrixXf random_matrix(int rows, int cols, std::mt19937& engine) {
-  std::normal_distribution<float> normal;
-  Eigen::MatrixXf out(rows, cols);
-  for (Eigen::Index i = 0; i < out.size(); ++i) out.data()[i] = normal(engine);
-  return out;
-}
-
 Case& get_case(const std::string& key, const ModelConfig& c) {
   static Case current;
   if (current.key == key) return current;
@@ -66,9 +62,9 @@ Case& get_case(const std::string& key, const ModelConfig& c) {
   current.key = key;
   current.model = Model::create(c, nystream::random_weights(c, 1), &current.error);
   std::mt19937 engine(2);
-  current.features = random_matrix(c.input_dim, kPool, engine);
+  current.features = random_matrix(c.input_dim, kPool, 1.0f, engine);
   current.scores.resize(c.classes);
-  current.window.tokens = random_matrix(c.input_dim, c.window, engine);
+  current.window.tokens = random_matrix(c.input_dim, c.window, 1.0f, engine);
   for (int j = 0; j < c.window; ++j) current.window.times.push_back(j);
   current.window.valid.assign(c.window, 1);
   return current;
