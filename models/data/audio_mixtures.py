@@ -1,0 +1,878 @@
+#!/usr/bin/python3
+"""Labelled audio-event mixtures for Nystream's audio model (issue 7).
+
+Builds 10-30 s clips, 16 kHz mono, with exact per-token (100 ms) multi-hot labels
+for the classes
+
+    speech, music, alarm, animal, human_sounds, background
+
+(background = a token with none of the other five, over noise or quiet), from
+sources that Debian packages ship (fetched with `apt-get download` and unpacked
+with `dpkg-deb -x` into a cache, never committed) and from local synthesis
+(espeak-ng speech, fluidsynth-rendered MIDI, sox alarms, numpy noise beds).
+
+Train and validation use disjoint SOURCES (package / package language folder /
+espeak-ng language and variant / soundfont and MIDI file / synthesis recipe /
+animal species / speaker gender), never a random split of clips.
+
+Output (see models/data/README.md):
+
+    OUT/train/clip_00000.wav        16-bit PCM, 16 kHz, mono
+    OUT/train/clip_00000.csv        token,speech,music,alarm,animal,human_sounds,background
+    OUT/validation/...
+    OUT/manifest.json               arguments, every source with its split, every clip's events
+
+Run with Debian's /usr/bin/python3 (numpy only); needs apt-get, dpkg-deb,
+ffmpeg, sox, espeak-ng and fluidsynth on PATH.
+
+    /usr/bin/python3 models/data/audio_mixtures.py --out /tmp/mix --clips 20 --seed 1
+"""
+
+import argparse
+import csv
+import fnmatch
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+
+import numpy as np
+
+CLASSES = ["speech", "music", "alarm", "animal", "human_sounds", "background"]
+SR = 16000
+TOKEN = SR // 10  # samples per 100 ms token
+SPLITS = ("train", "validation")
+
+# ---------------------------------------------------------------------------
+# Reserved for a hidden evaluation: never fetched, never read.
+# ---------------------------------------------------------------------------
+DENY_PACKAGES = [
+    "asterisk-core-sounds-en*",
+    "asterisk-moh-opsound*",
+    "fillets-ng-data*",
+    "sound-theme-freedesktop*",
+    "lomiri-sounds*",
+    "oxygen-sounds*",
+    "kajongg*",
+    "qabcs-data*",
+    "flite*",            # flite and its voices
+    "libflite*",
+    "cmu-*flite*",
+    "fluid-soundfont-gm*",
+    "hedgewars-data*",
+]
+# Path patterns refused even if they come from an allowed package.
+DENY_PATHS = [
+    "*/stamps/animals/*",        # tuxpaint stamps: animals/
+    "*/stamps/vehicles/*",       # tuxpaint stamps: vehicles/
+    "*/sounds/freedesktop/*",
+    "*/sounds/oxygen/*",
+    "*/sounds/lomiri/*",
+    "*/asterisk/sounds/en*",
+    "*/asterisk/moh/*",
+    "*fillets*",
+    "*kajongg*",
+    "*qabcs*",
+    "*hedgewars*",
+    "*flite*",
+    "*FluidR3*",
+    "*/tree.avi", "*/cityCC0.mpg", "*/diver.mov",
+]
+
+
+class Denied(Exception):
+    pass
+
+
+def check_package(pkg):
+    for pat in DENY_PACKAGES:
+        if fnmatch.fnmatch(pkg, pat):
+            raise Denied(f"package {pkg!r} is reserved for evaluation ({pat}); refusing")
+
+
+def check_path(path):
+    for pat in DENY_PATHS:
+        if fnmatch.fnmatch(path, pat):
+            raise Denied(f"file {path!r} is reserved for evaluation ({pat}); refusing")
+
+
+# ---------------------------------------------------------------------------
+# Packages: fetch + unpack into the cache
+# ---------------------------------------------------------------------------
+PACKAGES = [
+    "asterisk-core-sounds-es-gsm", "asterisk-core-sounds-fr-gsm",
+    "asterisk-core-sounds-it-gsm", "asterisk-core-sounds-ru-gsm",
+    "ktuberling-data", "klettres-data",
+    "timgm6mb-soundfont", "musescore-general-soundfont",
+    "mma", "openttd-openmsx", "sonic-pi-samples", "scratch",
+    "gnome-audio", "deepin-sound-theme", "tuxpaint-data",
+]
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def fetch_packages(cache, packages):
+    """apt-get download + dpkg-deb -x each package into cache/x/PKG. Returns {pkg: root}."""
+    os.makedirs(cache, exist_ok=True)
+    roots = {}
+    for pkg in packages:
+        check_package(pkg)
+        root = os.path.join(cache, "x", pkg)
+        if os.path.exists(os.path.join(root, ".unpacked")):
+            roots[pkg] = root
+            continue
+        debs = [f for f in os.listdir(cache) if f.startswith(pkg + "_") and f.endswith(".deb")]
+        if not debs:
+            pol = subprocess.run(["apt-cache", "policy", pkg], capture_output=True, text=True)
+            if "Candidate:" not in pol.stdout or "Candidate: (none)" in pol.stdout:
+                log(f"warning: package {pkg} not available; its sources are skipped")
+                continue
+            r = subprocess.run(["apt-get", "download", pkg], cwd=cache,
+                               capture_output=True, text=True)
+            debs = [f for f in os.listdir(cache) if f.startswith(pkg + "_") and f.endswith(".deb")]
+            if r.returncode != 0 or not debs:
+                log(f"warning: apt-get download {pkg} failed ({r.stderr.strip()[-200:]}); skipped")
+                continue
+        shutil.rmtree(root, ignore_errors=True)
+        os.makedirs(root)
+        subprocess.run(["dpkg-deb", "-x", os.path.join(cache, sorted(debs)[-1]), root], check=True)
+        open(os.path.join(root, ".unpacked"), "w").close()
+        roots[pkg] = root
+    return roots
+
+
+# ---------------------------------------------------------------------------
+# Audio helpers
+# ---------------------------------------------------------------------------
+_decoded = {}
+
+
+def load_audio(path):
+    """Any file ffmpeg reads -> float32 mono 16 kHz (memoised)."""
+    check_path(path)
+    if path in _decoded:
+        return _decoded[path]
+    cmd = ["ffmpeg", "-nostdin", "-v", "error"]
+    if path.endswith(".gsm"):
+        cmd += ["-f", "gsm"]
+    cmd += ["-i", path, "-ac", "1", "-ar", str(SR), "-f", "f32le", "-"]
+    r = subprocess.run(cmd, capture_output=True)
+    x = np.frombuffer(r.stdout, dtype=np.float32).copy() if r.returncode == 0 else np.zeros(0, np.float32)
+    x[~np.isfinite(x)] = 0
+    _decoded[path] = x
+    return x
+
+
+def trim(x, rel_db=-45.0):
+    """Drop leading/trailing near-silence (10 ms frames below peak + rel_db)."""
+    if len(x) < 160:
+        return x
+    n = len(x) // 160
+    e = np.sqrt(np.mean(x[: n * 160].reshape(n, 160) ** 2, axis=1) + 1e-20)
+    thr = e.max() * 10 ** (rel_db / 20)
+    idx = np.nonzero(e > thr)[0]
+    if len(idx) == 0:
+        return x[:0]
+    return x[idx[0] * 160: min(len(x), (idx[-1] + 1) * 160)]
+
+
+def stable_hash(s):
+    return int(hashlib.sha1(s.encode()).hexdigest()[:12], 16)
+
+
+def split_units(units, val_fraction, salt):
+    """Deterministic split of source units: the ceil(frac*n) lowest hashes go to
+    validation (at least one each side when n >= 2)."""
+    units = sorted(set(units))
+    if not units:
+        return {}
+    order = sorted(units, key=lambda u: stable_hash(salt + ":" + u))
+    n_val = max(1, int(np.ceil(val_fraction * len(units)))) if len(units) >= 2 else 0
+    n_val = min(n_val, len(units) - 1) if len(units) >= 2 else 0
+    val = set(order[:n_val])
+    return {u: ("validation" if u in val else "train") for u in units}
+
+
+# ---------------------------------------------------------------------------
+# Source catalogue
+# ---------------------------------------------------------------------------
+class Source:
+    """One split unit: a class, an id, how to draw a sound from it, its split."""
+
+    def __init__(self, cls, sid, kind, split, package=None, files=None, params=None, family=None):
+        self.cls, self.sid, self.kind, self.split = cls, sid, kind, split
+        self.package, self.files, self.params = package, files or [], params or {}
+        # clips pick a family (a package, or one synthesiser) uniformly, then a unit in it
+        self.family = family or kind if kind in ("espeak", "sox", "midi") else (family or package)
+
+    def to_json(self):
+        d = {"class": self.cls, "id": self.sid, "kind": self.kind, "split": self.split,
+             "package": self.package, "family": self.family, "n_files": len(self.files)}
+        d.update({k: v for k, v in self.params.items() if isinstance(v, (str, int, float, list))})
+        return d
+
+
+def files_under(root, sub, exts, names=None):
+    base = os.path.join(root, sub)
+    out = []
+    for dp, _, fs in os.walk(base):
+        for f in fs:
+            if f.lower().endswith(exts) and (names is None or os.path.splitext(f)[0] in names):
+                p = os.path.join(dp, f)
+                try:
+                    check_path(p)
+                except Denied:
+                    continue
+                out.append(p)
+    return sorted(out)
+
+
+ESPEAK_TEXT = {
+    "en": ["The train to the north leaves from platform four in ten minutes.",
+           "Could you please call me back when you get this message?",
+           "We walked along the river until the sun went down behind the hills.",
+           "Turn left at the second light and the shop is on your right."],
+    "fr": ["Le train pour Paris part dans dix minutes du quai numéro quatre.",
+           "Pouvez-vous me rappeler quand vous aurez ce message, s'il vous plaît?",
+           "Nous avons marché le long de la rivière jusqu'au coucher du soleil."],
+    "de": ["Der Zug nach Berlin fährt in zehn Minuten von Gleis vier ab.",
+           "Könnten Sie mich bitte zurückrufen, wenn Sie diese Nachricht hören?",
+           "Wir sind am Fluss entlang gegangen, bis die Sonne unterging."],
+    "es": ["El tren a Madrid sale en diez minutos del andén cuatro.",
+           "¿Podría llamarme cuando reciba este mensaje, por favor?",
+           "Caminamos junto al río hasta que el sol se escondió detrás de las colinas."],
+    "it": ["Il treno per Roma parte tra dieci minuti dal binario quattro.",
+           "Potresti richiamarmi quando ricevi questo messaggio?",
+           "Abbiamo camminato lungo il fiume fino al tramonto."],
+    "pt": ["O comboio para Lisboa parte daqui a dez minutos da linha quatro.",
+           "Pode ligar-me de volta quando receber esta mensagem?"],
+    "nl": ["De trein naar Amsterdam vertrekt over tien minuten van spoor vier.",
+           "Kunt u mij terugbellen als u dit bericht ontvangt?"],
+    "ru": ["Поезд на Москву отправляется через десять минут с четвёртой платформы.",
+           "Пожалуйста, перезвоните мне, когда получите это сообщение."],
+    "pl": ["Pociąg do Warszawy odjeżdża za dziesięć minut z peronu czwartego."],
+    "sv": ["Tåget till Stockholm avgår om tio minuter från spår fyra."],
+    "tr": ["İstanbul treni on dakika sonra dördüncü perondan kalkıyor."],
+    "fi": ["Juna Helsinkiin lähtee kymmenen minuutin kuluttua raiteelta neljä."],
+    "cs": ["Vlak do Prahy odjíždí za deset minut ze čtvrtého nástupiště."],
+    "el": ["Το τρένο για την Αθήνα αναχωρεί σε δέκα λεπτά από την αποβάθρα τέσσερα."],
+}
+SYLLABLES = ["ka", "to", "mi", "ra", "ne", "lu", "sa", "po", "di", "ven", "tor", "mal",
+             "si", "be", "go", "han", "re", "ki", "nu", "fa", "lo", "tem", "ar", "is"]
+
+
+def espeak_languages():
+    r = subprocess.run(["espeak-ng", "--voices"], capture_output=True, text=True)
+    langs = []
+    for line in r.stdout.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 4:
+            langs.append(parts[1])
+    # keep the languages espeak-ng can actually load (e.g. chr-US-Qaaa-x-west cannot)
+    ok = [l for l in sorted(set(langs))
+          if subprocess.run(["espeak-ng", "-q", "-v", l, "a"], capture_output=True).returncode == 0]
+    return ok
+
+
+def espeak_variants():
+    r = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True)
+    out = []
+    for line in r.stdout.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 5 and parts[4].startswith("!v/"):
+            out.append(parts[4][3:])
+    return sorted(set(out))
+
+
+# sox synthesis recipes for alarms; each recipe is a split unit.
+ALARM_RECIPES = ["beep_train", "alarm_clock", "siren_wail", "siren_yelp", "two_tone",
+                 "ring_dual", "bell_strike", "buzzer", "chirp_up"]
+
+
+def build_catalogue(roots, val_fraction, salt):
+    srcs = []
+
+    def add_group(cls, kind, package, units, **params):
+        """units: {unit_id: [files]}; split by unit."""
+        units = {u: f for u, f in units.items() if f}
+        sp = split_units(list(units), val_fraction, salt + cls + kind)
+        for u, f in units.items():
+            srcs.append(Source(cls, u, kind, sp[u], package, f, dict(params)))
+
+    R = roots.get
+    # ---- speech: espeak-ng (split by base language, e.g. all en-* together, and by variant)
+    codes = espeak_languages()
+    langs = sorted({c.split("-")[0] for c in codes})
+    variants = espeak_variants()
+    lang_split = split_units(langs, val_fraction, salt + "espeak-lang")
+    var_split = split_units(variants, val_fraction, salt + "espeak-variant")
+    for split in SPLITS:
+        ls = [c for c in codes if lang_split[c.split("-")[0]] == split]
+        vs = [v for v in variants if var_split[v] == split]
+        if ls:
+            srcs.append(Source("speech", f"espeak-ng:{split}", "espeak", split, "espeak-ng (installed)",
+                               [], {"languages": ls, "variants": vs}))
+    # ---- speech: packaged recordings
+    units = {}
+    for lang in ("es", "fr", "it", "ru"):
+        pkg = f"asterisk-core-sounds-{lang}-gsm"
+        if R(pkg):
+            units[pkg] = files_under(R(pkg), "usr/share/asterisk/sounds", (".gsm",))
+    # one package = one speaker: explicit split, it -> validation
+    for u, f in units.items():
+        if f:
+            srcs.append(Source("speech", u, "concat_words", "validation" if u.endswith("-it-gsm") else "train",
+                               u, f, {"max_files": 3}, family="asterisk-core-sounds"))
+    if R("ktuberling-data"):
+        base = os.path.join(R("ktuberling-data"), "usr/share/ktuberling/sounds")
+        units = {f"ktuberling-data/{d}": files_under(base, d, (".wav", ".ogg", ".opus"))
+                 for d in sorted(os.listdir(base)) if os.path.isdir(os.path.join(base, d))}
+        add_group("speech", "concat_words", "ktuberling-data", units, max_files=6)
+    if R("klettres-data"):
+        base = os.path.join(R("klettres-data"), "usr/share/klettres")
+        units = {f"klettres-data/{d}": files_under(base, d, (".ogg", ".wav"))
+                 for d in sorted(os.listdir(base)) if os.path.isdir(os.path.join(base, d))}
+        add_group("speech", "concat_words", "klettres-data", units, max_files=8)
+    # ---- music: fluidsynth renders, split by soundfont AND by MIDI file
+    sfs = []
+    if R("timgm6mb-soundfont"):
+        sfs += [("train", p) for p in files_under(R("timgm6mb-soundfont"), "usr/share/sounds", (".sf2",))]
+    if R("musescore-general-soundfont"):
+        sfs += [("validation", p) for p in files_under(R("musescore-general-soundfont"), "usr/share/sounds", (".sf3", ".sf2"))]
+    rel = {}  # "package:path" -> file; each MIDI file is a split unit
+    for pkg in ("mma", "openttd-openmsx"):
+        if R(pkg):
+            for m in files_under(R(pkg), "usr/share", (".mid",)):
+                rel[f"{pkg}:{os.path.relpath(m, R(pkg))}"] = m
+    mid_split = split_units(list(rel), val_fraction, salt + "midi")
+    for split, sf in sfs:
+        ms = [rel[k] for k, s in mid_split.items() if s == split]
+        if ms:
+            srcs.append(Source("music", f"fluidsynth:{os.path.basename(sf)}", "midi", split,
+                               "timgm6mb-soundfont" if split == "train" else "musescore-general-soundfont",
+                               ms, {"soundfont": sf, "midi_packages": "mma, openttd-openmsx"}))
+    if R("sonic-pi-samples"):
+        loops = files_under(R("sonic-pi-samples"), "usr/share", (".flac",))
+        keep = [p for p in loops if re.match(r"(loop_(?!3d_printer)|guit_|ambi_piano|ambi_choir|tabla_)",
+                                             os.path.basename(p))]
+        units = {}
+        for p in keep:  # unit: sample family (loop_amen and loop_amen_full together; tabla one unit)
+            b = os.path.basename(p)
+            fam = "tabla" if b.startswith("tabla_") else re.sub(r"(_full)?\.flac$", "", b)
+            units.setdefault(f"sonic-pi-samples/{fam}", []).append(p)
+        add_group("music", "loop", "sonic-pi-samples", units)
+    if R("scratch"):
+        ins = files_under(R("scratch"), "usr/share/scratch/Media/Sounds/Instruments", (".wav",))
+        ins += files_under(R("scratch"), "usr/share/scratch/Media/Sounds/Vocals", (".wav",),
+                           names={"BeatBox1", "BeatBox2"})
+        add_group("music", "loop", "scratch", {f"scratch/{os.path.basename(p)[:-4]}": [p] for p in ins})
+    # ---- alarm: sox synthesis recipes + packaged alert sounds
+    rsplit = split_units(ALARM_RECIPES, val_fraction, salt + "alarm-recipes")
+    for r_ in ALARM_RECIPES:
+        srcs.append(Source("alarm", f"sox:{r_}", "sox", rsplit[r_], "sox (installed)", [], {"recipe": r_}))
+    if R("gnome-audio"):
+        f = files_under(R("gnome-audio"), "usr/share/sounds", (".wav",),
+                        names={"phone", "warning", "error", "email", "info", "question", "generic"})
+        if f:
+            srcs.append(Source("alarm", "gnome-audio", "event", "train", "gnome-audio", f, {"repeat": 3}))
+    if R("sonic-pi-samples"):
+        f = files_under(R("sonic-pi-samples"), "usr/share", (".flac",),
+                        names={"mehackit_phone1", "mehackit_phone2", "mehackit_phone3", "mehackit_phone4",
+                               "elec_beep", "perc_bell"})
+        if f:
+            srcs.append(Source("alarm", "sonic-pi-samples/alerts", "event", "train", "sonic-pi-samples", f,
+                               {"repeat": 4}))
+    if R("deepin-sound-theme"):
+        f = files_under(R("deepin-sound-theme"), "usr/share/sounds", (".wav",),
+                        names={"dialog-error", "dialog-error-critical", "dialog-error-serious", "message",
+                               "power-unplug-battery-low", "device-added", "device-removed"})
+        if f:
+            srcs.append(Source("alarm", "deepin-sound-theme", "event", "validation", "deepin-sound-theme", f,
+                               {"repeat": 3}))
+    # ---- animal: split by species
+    animal = {}
+    if R("scratch"):
+        for p in files_under(R("scratch"), "usr/share/scratch/Media/Sounds/Animal", (".wav",)):
+            b = os.path.basename(p)[:-4]
+            if b == "HorseGallop":
+                continue  # hooves, not a vocalisation
+            sp = {"Dog1": "dog", "Dog2": "dog", "Kitten": "cat", "Meow": "cat", "Cricket": "cricket",
+                  "Crickets": "cricket", "Horse": "horse"}.get(b, b.lower())
+            animal.setdefault(f"scratch/{sp}", []).append(p)
+    if R("sonic-pi-samples"):
+        animal["sonic-pi-samples/crow"] = files_under(R("sonic-pi-samples"), "usr/share", (".flac",), names={"misc_crow"})
+    add_group("animal", "event", "scratch, sonic-pi-samples", animal, repeat=3)
+    # ---- human sounds: split by speaker gender (Scratch) + tuxpaint giggle (train)
+    if R("scratch"):
+        hs = files_under(R("scratch"), "usr/share/scratch/Media/Sounds/Human", (".wav",))
+        hs = [p for p in hs if re.match(r"(Laugh|Scream|Cough|Sneeze)", os.path.basename(p))]
+        fem = [p for p in hs if "female" in p]
+        male = [p for p in hs if "female" not in p]
+        if male:
+            srcs.append(Source("human_sounds", "scratch/human-male", "event", "train", "scratch", male, {"repeat": 2}))
+        if fem:
+            srcs.append(Source("human_sounds", "scratch/human-female", "event", "validation", "scratch", fem, {"repeat": 2}))
+    if R("tuxpaint-data"):
+        f = files_under(R("tuxpaint-data"), "usr/share/tuxpaint/sounds", (".wav",), names={"giggle"})
+        if f:
+            srcs.append(Source("human_sounds", "tuxpaint-data/giggle", "event", "train", "tuxpaint-data", f, {"repeat": 2}))
+    # ---- distractors: labelled nothing (their tokens are background)
+    if R("scratch"):
+        f = files_under(R("scratch"), "usr/share/scratch/Media/Sounds/Effects", (".wav",),
+                        names={"CarPassing", "MotorcyclePassing", "DoorCreak", "Bubbles", "Ripples", "Rattle",
+                               "Plunge", "Pop"})
+        f += files_under(R("scratch"), "usr/share/scratch/Media/Sounds/Human", (".wav",),
+                         names={"Footsteps-1", "FingerSnap"})
+        if f:
+            srcs.append(Source(None, "scratch/effects", "event", "train", "scratch", f, {"repeat": 2}))
+    if R("sonic-pi-samples"):
+        f = files_under(R("sonic-pi-samples"), "usr/share", (".flac",),
+                        names={"perc_door", "perc_swoosh", "perc_impact1", "perc_impact2", "vinyl_scratch",
+                               "loop_3d_printer", "ambi_glass_rub", "misc_cineboom"})
+        if f:
+            srcs.append(Source(None, "sonic-pi-samples/effects", "event", "train", "sonic-pi-samples", f, {"repeat": 2}))
+    if R("tuxpaint-data"):
+        f = [p for p in files_under(R("tuxpaint-data"), "usr/share/tuxpaint/sounds", (".wav",))
+             if os.path.basename(p)[:-4] not in {"giggle", "areyousure", "youcannot", "tuxok", "prompt",
+                                                  "typewriterbell", "harp", "bleep"}]
+        if f:
+            srcs.append(Source(None, "tuxpaint-data/tools", "event", "validation", "tuxpaint-data", f, {"repeat": 3}))
+    # ---- noise beds
+    for split in SPLITS:
+        srcs.append(Source("bed", f"numpy-noise:{split}", "noise", split, "numpy (synthetic)", [],
+                           {"types": ["quiet", "white", "pink", "brown", "hum"]}))
+    if R("sonic-pi-samples"):
+        f = files_under(R("sonic-pi-samples"), "usr/share", (".flac",), names={"vinyl_hiss"})
+        if f:
+            srcs.append(Source("bed", "sonic-pi-samples/vinyl_hiss", "bed_file", "train", "sonic-pi-samples", f))
+    return srcs
+
+
+# ---------------------------------------------------------------------------
+# Drawing one sound from a source
+# ---------------------------------------------------------------------------
+def run_tmp_wav(cmd_fn):
+    with tempfile.TemporaryDirectory() as td:
+        p = os.path.join(td, "o.wav")
+        r = subprocess.run(cmd_fn(p), capture_output=True)
+        if r.returncode != 0 or not os.path.exists(p):
+            return np.zeros(0, np.float32)
+        _decoded.pop(p, None)
+        x = load_audio(p)
+        _decoded.pop(p, None)
+        return x
+
+
+def draw_espeak(src, rng):
+    lang = str(rng.choice(src.params["languages"]))
+    variant = str(rng.choice(src.params["variants"])) if src.params["variants"] and rng.random() < 0.8 else None
+    key = lang.split("-")[0]
+    if key in ESPEAK_TEXT and rng.random() < 0.8:
+        sents = ESPEAK_TEXT[key]
+        text = " ".join(rng.choice(sents, size=int(rng.integers(1, 3))))
+    else:
+        words = [''.join(rng.choice(SYLLABLES, size=int(rng.integers(1, 4)))) for _ in range(int(rng.integers(4, 14)))]
+        text = " ".join(words).capitalize() + "."
+    rate = int(rng.integers(110, 260))
+    pitch = int(rng.integers(10, 90))
+    voice = lang + (f"+{variant}" if variant else "")
+    x = run_tmp_wav(lambda p: ["espeak-ng", "-v", voice, "-s", str(rate), "-p", str(pitch),
+                               "-g", str(int(rng.integers(0, 8))), "-w", p, text])
+    return trim(x), {"voice": voice, "rate": rate, "pitch": pitch, "text": text}
+
+
+def draw_concat(src, rng, max_n):
+    n = int(rng.integers(1, max_n + 1))
+    files = [str(f) for f in rng.choice(src.files, size=n)]
+    parts = []
+    for i, f in enumerate(files):
+        x = trim(load_audio(f))
+        if len(x):
+            if parts:
+                parts.append(np.zeros(int(rng.uniform(0.05, 0.35) * SR), np.float32))
+            parts.append(x / (np.abs(x).max() + 1e-9))
+    return (np.concatenate(parts) if parts else np.zeros(0, np.float32)), {"files": files}
+
+
+def render_midi(sf, mid, cache):
+    d = os.path.join(cache, "renders")
+    os.makedirs(d, exist_ok=True)
+    out = os.path.join(d, f"{os.path.basename(sf)}_{hashlib.sha1(mid.encode()).hexdigest()[:12]}.f32")
+    if not os.path.exists(out):
+        x = run_tmp_wav(lambda p: ["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(SR), "-F", p, sf, mid])
+        x.astype(np.float32).tofile(out + ".tmp")
+        os.replace(out + ".tmp", out)
+    return np.fromfile(out, dtype=np.float32)
+
+
+def draw_midi(src, rng, cache, max_len):
+    for _ in range(6):
+        mid = str(rng.choice(src.files))
+        x = trim(render_midi(src.params["soundfont"], mid, cache), -50)
+        if len(x) > SR:
+            break
+    L = int(min(len(x), rng.uniform(3, max(3.5, min(15, max_len))) * SR))
+    s = int(rng.integers(0, max(1, len(x) - L)))
+    return trim(x[s: s + L], -50), {"midi": mid, "soundfont": os.path.basename(src.params["soundfont"]),
+                                    "offset_s": round(s / SR, 2)}
+
+
+def draw_loop(src, rng, max_len):
+    f = str(rng.choice(src.files))
+    x = trim(load_audio(f))
+    target = rng.uniform(2, max(2.5, min(12, max_len))) * SR
+    reps = max(1, int(np.ceil(target / max(len(x), 1))))
+    reps = min(reps, 8)
+    y = np.tile(x, reps)[: int(max(target, len(x)))] if len(x) else x
+    return y, {"file": f, "repeats": reps}
+
+
+def draw_event(src, rng, repeat):
+    f = str(rng.choice(src.files))
+    x = trim(load_audio(f))
+    n = int(rng.integers(1, repeat + 1))
+    parts = []
+    for i in range(n):
+        if i:
+            parts.append(np.zeros(int(rng.uniform(0.15, 1.0) * SR), np.float32))
+        parts.append(x)
+    return (np.concatenate(parts) if parts else x), {"file": f, "repeats": n}
+
+
+def draw_sox(recipe, rng):
+    f = lambda a, b: f"{rng.uniform(a, b):.0f}"
+    n = str(int(rng.integers(2, 8)))
+    R = {
+        "beep_train": ["synth", f"{rng.uniform(0.08, 0.4):.2f}", "sine", f(600, 3200),
+                       "pad", "0", f"{rng.uniform(0.08, 0.6):.2f}", "repeat", n],
+        "alarm_clock": ["synth", "0.06", "square", f(1500, 4000), "pad", "0", "0.06", "repeat", "3",
+                        "pad", "0", f"{rng.uniform(0.3, 0.7):.2f}", "repeat", n],
+        "siren_wail": ["synth", f"{rng.uniform(1.5, 4):.2f}", "sine", f"{f(500, 800)}-{f(1100, 1700)}",
+                       "repeat", str(int(rng.integers(1, 4)))],
+        "siren_yelp": ["synth", f"{rng.uniform(0.15, 0.35):.2f}", "sine", f"{f(600, 900)}-{f(1300, 1900)}",
+                       "repeat", str(int(rng.integers(8, 25)))],
+        "two_tone": None,  # two alternating tones, built below
+        "ring_dual": ["synth", f"{rng.uniform(0.8, 2.0):.2f}", "sine", f(400, 460), "sine", f(470, 520),
+                      "remix", "1,2", "tremolo", f(15, 25), "80", "pad", "0", f"{rng.uniform(1, 3):.1f}",
+                      "repeat", str(int(rng.integers(1, 4)))],
+        "bell_strike": ["synth", f"{rng.uniform(1, 2.5):.2f}", "pluck", f(300, 1500), "repeat",
+                        str(int(rng.integers(1, 6)))],
+        "buzzer": ["synth", f"{rng.uniform(0.4, 1.5):.2f}", "sawtooth", f(150, 450), "pad", "0",
+                   f"{rng.uniform(0.2, 0.8):.2f}", "repeat", n],
+        "chirp_up": ["synth", f"{rng.uniform(0.1, 0.3):.2f}", "sine", f"{f(800, 1200)}:{f(2000, 4000)}",
+                     "pad", "0", f"{rng.uniform(0.05, 0.3):.2f}", "repeat", n],
+    }[recipe]
+    if recipe == "two_tone":  # hi-lo: two alternating tones
+        a, b = f(400, 600), f(650, 950)
+        d = f"{rng.uniform(0.3, 0.7):.2f}"
+        x1 = run_tmp_wav(lambda p: ["sox", "-n", "-r", str(SR), "-c", "1", p, "synth", d, "square", a])
+        x2 = run_tmp_wav(lambda p: ["sox", "-n", "-r", str(SR), "-c", "1", p, "synth", d, "square", b])
+        x = np.tile(np.concatenate([x1, x2]), int(rng.integers(2, 6)))
+        return x, {"recipe": recipe, "args": f"square {a}/{b} {d}s"}
+    ch = "2" if recipe == "ring_dual" else "1"
+    x = run_tmp_wav(lambda p: ["sox", "-n", "-r", str(SR), "-c", ch, p] + R)
+    return trim(x, -50), {"recipe": recipe, "args": " ".join(R)}
+
+
+def draw(src, rng, cache, max_len):
+    k = src.kind
+    if k == "espeak":
+        return draw_espeak(src, rng)
+    if k == "concat_words":
+        return draw_concat(src, rng, src.params.get("max_files", 4))
+    if k == "midi":
+        return draw_midi(src, rng, cache, max_len)
+    if k == "loop":
+        return draw_loop(src, rng, max_len)
+    if k == "sox":
+        return draw_sox(src.params["recipe"], rng)
+    if k == "event":
+        return draw_event(src, rng, src.params.get("repeat", 1))
+    raise ValueError(k)
+
+
+# ---------------------------------------------------------------------------
+# Augmentation
+# ---------------------------------------------------------------------------
+def rms(x):
+    return float(np.sqrt(np.mean(x.astype(np.float64) ** 2) + 1e-20))
+
+
+def random_eq(x, rng):
+    kind = str(rng.choice(["none", "lowpass", "highpass", "peak", "tilt", "telephone"],
+                          p=[0.3, 0.15, 0.15, 0.2, 0.1, 0.1]))
+    if kind == "none" or len(x) < 64:
+        return x, {"eq": "none"}
+    n = 1 << int(np.ceil(np.log2(len(x) + 1)))
+    X = np.fft.rfft(x, n)
+    f = np.fft.rfftfreq(n, 1 / SR)
+    info = {"eq": kind}
+    if kind == "lowpass":
+        fc = rng.uniform(1500, 7000)
+        g = 1 / np.sqrt(1 + (f / fc) ** 8)
+        info["fc"] = round(fc)
+    elif kind == "highpass":
+        fc = rng.uniform(80, 700)
+        g = 1 / np.sqrt(1 + (fc / np.maximum(f, 1)) ** 8)
+        info["fc"] = round(fc)
+    elif kind == "peak":
+        fc, gdb, q = rng.uniform(200, 5000), rng.uniform(-12, 12), rng.uniform(0.5, 3)
+        g = 10 ** (gdb / 20 * np.exp(-0.5 * (np.log2(np.maximum(f, 1) / fc) * q * 2) ** 2))
+        info.update(fc=round(fc), gain_db=round(gdb, 1))
+    elif kind == "tilt":
+        s = rng.uniform(-4, 4)  # dB per octave around 1 kHz
+        g = 10 ** (s * np.log2(np.maximum(f, 20) / 1000) / 20)
+        info["db_per_octave"] = round(s, 2)
+    else:  # telephone band
+        g = 1 / np.sqrt(1 + (300 / np.maximum(f, 1)) ** 8) / np.sqrt(1 + (f / 3400) ** 8)
+    y = np.fft.irfft(X * g, n)[: len(x)].astype(np.float32)
+    return y, info
+
+
+def random_reverb(x, rng):
+    rt60 = rng.uniform(0.15, 1.2)
+    L = int(min(rt60 * 1.2, 1.5) * SR)
+    t = np.arange(L) / SR
+    ir = rng.standard_normal(L) * np.exp(-6.91 * t / rt60)
+    ir[: int(0.002 * SR)] = 0
+    ir /= np.sqrt(np.sum(ir ** 2)) + 1e-12
+    n = 1 << int(np.ceil(np.log2(len(x) + L)))
+    wet = np.fft.irfft(np.fft.rfft(x, n) * np.fft.rfft(ir, n), n)[: len(x) + L]
+    mix = rng.uniform(0.15, 0.6)
+    y = np.zeros(len(x) + L, np.float64)
+    y[: len(x)] += x * (1 - mix)
+    y += wet * mix * rms(x) / (rms(wet) + 1e-12)
+    return y.astype(np.float32), {"rt60": round(rt60, 2), "wet": round(mix, 2)}
+
+
+def noise_bed(kind, n, rng):
+    if kind == "quiet":
+        return rng.standard_normal(n).astype(np.float32)
+    if kind == "hum":
+        t = np.arange(n) / SR
+        f0 = float(rng.choice([50.0, 60.0]))
+        y = sum(rng.uniform(0.2, 1) / k * np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6.3)) for k in range(1, 8))
+        return (y + 0.3 * rng.standard_normal(n)).astype(np.float32)
+    w = rng.standard_normal(n)
+    if kind == "white":
+        return w.astype(np.float32)
+    m = 1 << int(np.ceil(np.log2(n)))
+    X = np.fft.rfft(w, m)
+    f = np.maximum(np.fft.rfftfreq(m, 1 / SR), 20)
+    X /= np.sqrt(f) if kind == "pink" else f
+    return np.fft.irfft(X, m)[:n].astype(np.float32)
+
+
+# ---------------------------------------------------------------------------
+# Labels
+# ---------------------------------------------------------------------------
+def token_activity(dry, start, n_tok, rel_db=-25.0, fill=2):
+    """Per-token activity of one placed (dry, post-EQ, pre-reverb) event.
+
+    A token is active if the event's RMS inside the token is within rel_db of its
+    loud level (95th percentile of its 10 ms frame RMS); gaps of <= fill tokens
+    inside the event are closed (pauses between words)."""
+    full = np.zeros(n_tok * TOKEN, np.float32)
+    end = min(len(full), start + len(dry))
+    full[start:end] = dry[: end - start]
+    fr = np.sqrt(np.mean(full.reshape(-1, 160) ** 2, axis=1))
+    nz = fr[fr > 0]
+    if len(nz) == 0:
+        return np.zeros(n_tok, bool)
+    ref = np.percentile(nz, 95)
+    tok = np.sqrt(np.mean(full.reshape(n_tok, TOKEN) ** 2, axis=1))
+    act = tok >= ref * 10 ** (rel_db / 20)
+    idx = np.nonzero(act)[0]
+    for a, b in zip(idx[:-1], idx[1:]):
+        if 1 < b - a <= fill + 1:
+            act[a:b] = True
+    return act
+
+
+# ---------------------------------------------------------------------------
+# One clip
+# ---------------------------------------------------------------------------
+FAMILY_WEIGHTS = {"espeak": 2.0, "midi": 2.0, "sox": 2.0}
+CLASS_WEIGHTS = {"speech": 0.27, "music": 0.2, "alarm": 0.17, "animal": 0.14, "human_sounds": 0.12, None: 0.10}
+
+
+def make_clip(index, split, by_class, beds, args, rng):
+    dur_tok = int(rng.integers(args.min_seconds * 10, args.max_seconds * 10 + 1))
+    N = dur_tok * TOKEN
+    # bed
+    bed_src = beds[int(rng.integers(len(beds)))]
+    if bed_src.kind == "bed_file":
+        f = str(rng.choice(bed_src.files))
+        b = load_audio(f)
+        bed = np.tile(b, int(np.ceil(N / max(len(b), 1))))[:N] if len(b) else np.zeros(N, np.float32)
+        bed_kind = os.path.basename(f)
+    else:
+        bed_kind = str(rng.choice(bed_src.params["types"], p=[0.25, 0.2, 0.25, 0.2, 0.1]))
+        bed = noise_bed(bed_kind, N, rng)
+    bed_db = rng.uniform(-85, -70) if bed_kind == "quiet" else rng.uniform(-60, -28)
+    bed = (bed / (rms(bed) + 1e-12) * 10 ** (bed_db / 20)).astype(np.float32)
+    bed, bed_eq = random_eq(bed, rng)
+    mix = bed.astype(np.float64).copy()
+    labels = np.zeros((dur_tok, len(CLASSES)), np.int8)
+    events = []
+    avail = [c for c in CLASS_WEIGHTS if by_class.get(c)]
+    w = np.array([CLASS_WEIGHTS[c] for c in avail])
+    w /= w.sum()
+    n_events = int(rng.integers(1, 2 + dur_tok // 30))
+    for _ in range(n_events):
+        cls = avail[int(rng.choice(len(avail), p=w))]
+        fams = sorted({s.family for s in by_class[cls]})
+        fw = np.array([FAMILY_WEIGHTS.get(f_, 1.0) for f_ in fams])
+        fam = fams[int(rng.choice(len(fams), p=fw / fw.sum()))]
+        pool = [s for s in by_class[cls] if s.family == fam]
+        src = pool[int(rng.integers(len(pool)))]
+        x, info = draw(src, rng, args.cache, dur_tok / 10)
+        if len(x) < TOKEN // 2 or not np.isfinite(x).all() or rms(x) < 1e-6:
+            continue
+        x = x[: N]
+        start = int(rng.integers(0, max(1, N - len(x) // 2)))  # may run off the end
+        x, eq = random_eq(x, rng)
+        # level: SNR against the bed (or absolute level over quiet)
+        act_rms = rms(trim(x, -30))
+        if bed_kind == "quiet":
+            lvl_db = rng.uniform(-40, -12)
+            snr = None
+        else:
+            snr = rng.uniform(-3, 25)
+            lvl_db = bed_db + snr
+        g = 10 ** (lvl_db / 20) / (act_rms + 1e-12)
+        dry = (x * g).astype(np.float32)
+        act = token_activity(dry, start, dur_tok)
+        if not act.any():
+            continue
+        wet, rv = (random_reverb(dry, rng) if rng.random() < args.reverb_prob else (dry, None))
+        end = min(N, start + len(wet))
+        mix[start:end] += wet[: end - start]
+        if cls is not None:
+            labels[act, CLASSES.index(cls)] = 1
+        events.append({"class": cls or "distractor", "source": src.sid, "package": src.package,
+                       "start_s": round(start / SR, 3), "end_s": round(min(N, start + len(dry)) / SR, 3),
+                       "active_tokens": int(act.sum()), "first_token": int(np.argmax(act)),
+                       "last_token": int(len(act) - 1 - np.argmax(act[::-1])),
+                       "level_dbfs": round(float(lvl_db), 1), "snr_db": None if snr is None else round(float(snr), 1),
+                       "eq": eq, "reverb": rv, **{k: v for k, v in info.items()}})
+    labels[:, CLASSES.index("background")] = (labels[:, :5].sum(axis=1) == 0)
+    # overall level augmentation: peak to a random level, never clipping
+    peak = float(np.abs(mix).max()) + 1e-12
+    target = 10 ** (rng.uniform(-24, -1) / 20)
+    gain = min(target / peak, 0.99 / peak) if peak > 0.99 or rng.random() < 0.7 else 1.0
+    mix *= gain
+    return mix.astype(np.float32), labels, {"bed": {"source": bed_src.sid, "kind": bed_kind,
+                                                    "level_dbfs": round(float(bed_db), 1), "eq": bed_eq},
+                                            "gain_db": round(float(20 * np.log10(gain)), 2),
+                                            "seconds": dur_tok / 10, "tokens": dur_tok, "events": events}
+
+
+def write_wav(path, x):
+    y = np.clip(np.round(x * 32767), -32768, 32767).astype("<i2")
+    with wave.open(path, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SR)
+        w.writeframes(y.tobytes())
+
+
+def write_labels(path, labels):
+    with open(path, "w", newline="") as f:
+        wr = csv.writer(f)
+        wr.writerow(["token"] + CLASSES)
+        for t, row in enumerate(labels):
+            wr.writerow([t] + [int(v) for v in row])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, help="output directory")
+    ap.add_argument("--clips", type=int, default=200, help="total clips (both splits)")
+    ap.add_argument("--val-clip-fraction", type=float, default=0.2, help="share of clips drawn from validation sources")
+    ap.add_argument("--val-source-fraction", type=float, default=0.25, help="share of source units held out")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--min-seconds", type=int, default=10)
+    ap.add_argument("--max-seconds", type=int, default=30)
+    ap.add_argument("--reverb-prob", type=float, default=0.35)
+    ap.add_argument("--cache", default=os.path.expanduser("~/.cache/nystream/debs"),
+                    help="where .deb files, unpacked trees (x/PKG) and MIDI renders (renders/) are kept")
+    ap.add_argument("--packages", default=",".join(PACKAGES),
+                    help="comma-separated packages to fetch (deny list enforced)")
+    args = ap.parse_args(argv)
+    if not 1 <= args.min_seconds <= args.max_seconds:
+        ap.error("need 1 <= --min-seconds <= --max-seconds")
+    t0 = time.time()
+    pkgs = [p for p in args.packages.split(",") if p]
+    for p in pkgs:
+        try:
+            check_package(p)
+        except Denied as e:
+            ap.error(str(e))
+    roots = fetch_packages(args.cache, pkgs)
+    t_fetch = time.time() - t0
+    salt = f"nystream-audio-v1-seed{args.seed}"
+    srcs = build_catalogue(roots, args.val_source_fraction, salt)
+    by = {s: {} for s in SPLITS}
+    beds = {s: [] for s in SPLITS}
+    for s in srcs:
+        if s.cls == "bed":
+            beds[s.split].append(s)
+        else:
+            by[s.split].setdefault(s.cls, []).append(s)
+    for split in SPLITS:
+        missing = [c for c in CLASSES[:5] if not by[split].get(c)]
+        if missing:
+            log(f"warning: {split} has no sources for {missing}")
+    n_val = int(round(args.clips * args.val_clip_fraction))
+    os.makedirs(args.out, exist_ok=True)
+    clips = []
+    totals = {s: np.zeros(len(CLASSES), np.int64) for s in SPLITS}
+    for i in range(args.clips):
+        split = "validation" if i >= args.clips - n_val else "train"
+        rng = np.random.default_rng([args.seed, i])
+        x, labels, meta = make_clip(i, split, by[split], beds[split], args, rng)
+        d = os.path.join(args.out, split)
+        os.makedirs(d, exist_ok=True)
+        name = f"clip_{i:05d}"
+        write_wav(os.path.join(d, name + ".wav"), x)
+        write_labels(os.path.join(d, name + ".csv"), labels)
+        totals[split] += labels.sum(axis=0)
+        clips.append({"name": name, "split": split, "wav": f"{split}/{name}.wav", "labels": f"{split}/{name}.csv",
+                      "label_tokens": dict(zip(CLASSES, map(int, labels.sum(axis=0)))), **meta})
+        log(f"[{i + 1}/{args.clips}] {split}/{name} {meta['seconds']:.1f}s "
+            f"{len(meta['events'])} events {time.time() - t0:.0f}s")
+    manifest = {
+        "generator": "models/data/audio_mixtures.py", "version": 1,
+        "args": {k: v for k, v in vars(args).items()},
+        "classes": CLASSES, "sample_rate": SR, "token_seconds": 0.1,
+        "labels": "token t covers [0.1 t, 0.1 (t+1)) s; a class is 1 where one of its events (dry, after EQ, "
+                  "before reverb) has token RMS within 25 dB of its loud level, gaps <= 2 tokens closed; "
+                  "background = none of the other five",
+        "deny_packages": DENY_PACKAGES, "deny_paths": DENY_PATHS,
+        "packages": {p: sorted(f for f in os.listdir(args.cache) if f.startswith(p + "_") and f.endswith(".deb"))
+                     for p in roots},
+        "sources": [s.to_json() for s in srcs],
+        "label_token_totals": {s: dict(zip(CLASSES, map(int, totals[s]))) for s in SPLITS},
+        "clips": clips,
+        "seconds": {"fetch": round(t_fetch, 1), "total": round(time.time() - t0, 1)},
+    }
+    text = json.dumps(manifest, indent=1, ensure_ascii=False)
+    text = text.replace(os.path.abspath(args.cache) + "/", "$CACHE/")  # files relative to --cache
+    with open(os.path.join(args.out, "manifest.json"), "w") as f:
+        f.write(text + "\n")
+    log(f"wrote {args.clips} clips to {args.out} in {time.time() - t0:.0f}s; label tokens: "
+        + json.dumps(manifest["label_token_totals"]))
+
+
+if __name__ == "__main__":
+    main()
