@@ -69,7 +69,6 @@ class Detector : public TokenSink {
   std::string model_path, instance_id;  /* GST_OBJECT_LOCK */
   Settings settings;   /* GST_OBJECT_LOCK */
   Stats stats;         /* GST_OBJECT_LOCK */
-  gdouble qos_proportion = 1.0;                       /* GST_OBJECT_LOCK */
   guint64 result_latency = 0;                         /* GST_OBJECT_LOCK */
   GstClockTime qos_earliest = GST_CLOCK_TIME_NONE;    /* GST_OBJECT_LOCK */
 
@@ -511,7 +510,6 @@ gst_ny_detect_src_event (GstBaseTransform * trans, GstEvent * event)
     GstClockTime timestamp;
     gst_event_parse_qos (event, &type, &proportion, &diff, &timestamp);
     GST_OBJECT_LOCK (trans);
-    d->qos_proportion = proportion;
     /* As basetransform: data before earliest would be late downstream. */
     d->qos_earliest = diff > 0 ? timestamp + 2 * diff : timestamp + diff;
     GST_OBJECT_UNLOCK (trans);

@@ -6,29 +6,13 @@
 
 #include <nystream/nystream.h>
 
+#include "small_config.h"
+
 #include <cstdint>
 #include <random>
 #include <vector>
 
 namespace nystream::testing {
-
-// Small configuration for exhaustive per-step checks.
-inline ModelConfig small_config(int window, int landmarks, int blocks, LandmarkSchedule schedule,
-                                PinvMode pinv = PinvMode::kIterative) {
-  ModelConfig c;
-  c.window = window;
-  c.landmarks = landmarks;
-  c.input_dim = 8;
-  c.embed_dim = 16;
-  c.heads = 2;
-  c.ff_dim = 32;
-  c.blocks = blocks;
-  c.classes = 4;
-  c.positional_period = 2 * window + 3;  // not a multiple of n: positions drift against the ring
-  c.schedule = schedule;
-  c.pinv = pinv;
-  return c;
-}
 
 inline std::shared_ptr<const Model> make_model(const ModelConfig& c, std::uint64_t seed = 7) {
   std::string error;

@@ -7,6 +7,8 @@
 #include <nystream/model_file.h>
 #include <nystream/nystream.h>
 
+#include "small_config.h"
+
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -25,18 +27,7 @@ using nlohmann::json;
 
 inline ModelConfig small_config(LandmarkSchedule schedule = LandmarkSchedule::kContinual,
                                 int blocks = 1) {
-  ModelConfig c;
-  c.window = 16;
-  c.landmarks = 4;
-  c.input_dim = 8;
-  c.embed_dim = 16;
-  c.heads = 2;
-  c.ff_dim = 32;
-  c.blocks = blocks;
-  c.classes = 4;
-  c.positional_period = 19;  // not the window: positions must not be confused with it
-  c.schedule = schedule;
-  return c;
+  return small_config(16, 4, blocks, schedule);
 }
 
 inline std::shared_ptr<const Model> small_model(const ModelConfig& c = small_config(),
