@@ -1,8 +1,11 @@
 // nystream-infer: runs a model file over a feature file, one token per row, and
 // writes each token's scores as CSV or JSON lines. The numbers are what a
 // StreamState gives, printed with %.9g so every float32 reads back exactly.
+#include <nystream/batch.h>
 #include <nystream/model_file.h>
 #include <nystream/stream_state.h>
+
+#include <algorithm>
 
 #include <cerrno>
 #include <cmath>
@@ -21,7 +24,7 @@ constexpr int kExitFailure = 1;  // unreadable or invalid model / features, writ
 constexpr int kExitUsage = 2;
 
 constexpr char kHelp[] = R"(Usage: nystream-infer --model FILE.safetensors --input FEATURES.npy
-                      [--output PATH|-] [--format csv|jsonl] [--logits]
+                      [--output PATH|-] [--format csv|jsonl] [--logits] [--recompute]
 
 Runs a Nystream model over a feature file as one stream, token by token, and
 writes the scores of every token.
@@ -33,6 +36,10 @@ writes the scores of every token.
   --output PATH    where to write; '-' (the default) is standard output
   --format FMT     csv (default) or jsonl
   --logits         write pre-activation logits instead of sigmoid/softmax scores
+  --recompute      re-encode the whole window with the batch model at every token
+                   instead of stepping the continual state: the batch Nystromformer
+                   (landmarks = the window's segment means, fresh at every token) or,
+                   for a softmax model, the full transformer. A baseline: O(n^2) per token
   -h, --help       this text
 
 CSV: a header 'token,status,<class names>', then one row per token. status is
@@ -53,6 +60,7 @@ struct Options {
   std::string model, input, output = "-";
   Format format = Format::kCsv;
   bool logits = false;
+  bool recompute = false;
 };
 
 int usage_error(const std::string& what) {
@@ -98,6 +106,8 @@ int parse_arguments(int argc, char** argv, Options* options) {
         return usage_error("--format is '" + value + "', expected csv or jsonl");
     } else if (arg == "--logits") {
       options->logits = true;
+    } else if (arg == "--recompute") {
+      options->recompute = true;
     } else {
       return usage_error("unknown argument '" + arg + "'");
     }
@@ -160,6 +170,59 @@ class Writer {
   std::vector<std::string> json_keys_;  // quoted, escaped class names
 };
 
+// The batch model over the n tokens ending at each step: what the continual state
+// equals for continual-landmark models only right after a landmark update, and
+// at every step for softmax and fixed-landmark models.
+class WindowRecompute {
+ public:
+  explicit WindowRecompute(const nystream::Model& model)
+      : batch_(model), n_(model.config().window), dims_(model.config().input_dim) {
+    window_.tokens.setZero(dims_, n_);
+    window_.times.assign(n_, 0);
+    window_.valid.assign(n_, 0);
+  }
+
+  // Token t of the stream (rows of `all`); false for a non-finite token, which
+  // enters the window as padding, as StreamState::step does.
+  bool step(const float* all, std::int64_t t, float* logits) {
+    bool finite = true;
+    for (int i = 0; i < dims_; ++i) finite = finite && std::isfinite(all[t * dims_ + i]);
+    for (int j = 0; j < n_; ++j) {
+      const std::int64_t i = t - n_ + 1 + j;
+      const bool valid = i >= 0 && (i < t || finite) &&
+                         std::all_of(all + std::max<std::int64_t>(i, 0) * dims_,
+                                     all + std::max<std::int64_t>(i, 0) * dims_ + dims_,
+                                     [](float x) { return std::isfinite(x); });
+      window_.times[j] = std::max<std::int64_t>(i, 0);
+      window_.valid[j] = valid;
+      if (valid)
+        window_.tokens.col(j) = Eigen::Map<const Eigen::VectorXf>(all + i * dims_, dims_);
+      else
+        window_.tokens.col(j).setZero();
+    }
+    if (!finite) return false;
+    const Eigen::VectorXf out = batch_.forward(window_, nullptr);
+    std::copy(out.data(), out.data() + out.size(), logits);
+    return std::all_of(logits, logits + out.size(), [](float x) { return std::isfinite(x); });
+  }
+
+ private:
+  nystream::BatchModel<float> batch_;
+  nystream::BatchModel<float>::Window window_;
+  int n_, dims_;
+};
+
+void activate(nystream::OutputActivation activation, const float* logits, int count, float* scores) {
+  if (activation == nystream::OutputActivation::kSigmoid) {
+    for (int c = 0; c < count; ++c) scores[c] = 1.0f / (1.0f + std::exp(-logits[c]));
+    return;
+  }
+  const float top = *std::max_element(logits, logits + count);
+  float sum = 0;
+  for (int c = 0; c < count; ++c) sum += scores[c] = std::exp(logits[c] - top);
+  for (int c = 0; c < count; ++c) scores[c] /= sum;
+}
+
 int run(const Options& options) {
   std::string error;
   const auto model = nystream::load_model(options.model, &error);
@@ -191,13 +254,22 @@ int run(const Options& options) {
   }
   const Writer writer(options.format, model->info().classes);
   nystream::StreamState stream(model);
-  std::vector<float> scores(model->config().classes);
+  WindowRecompute recompute(*model);
+  const int classes = model->config().classes;
+  std::vector<float> scores(classes), logits(classes);
   std::string text = writer.header();
   bool ok = std::fputs(text.c_str(), out) >= 0;
   for (std::int64_t t = 0; t < features.rows() && ok; ++t) {
     const float* token = features.data.data() + t * dims;
-    const bool finite = stream.step(token, scores.data()) == nystream::StepStatus::kOk;
-    const float* values = !finite ? nullptr : options.logits ? stream.logits().data() : scores.data();
+    bool finite;
+    if (options.recompute) {
+      finite = recompute.step(features.data.data(), t, logits.data());
+      activate(model->config().activation, logits.data(), classes, scores.data());
+    } else {
+      finite = stream.step(token, scores.data()) == nystream::StepStatus::kOk;
+      std::copy(stream.logits().data(), stream.logits().data() + classes, logits.data());
+    }
+    const float* values = !finite ? nullptr : options.logits ? logits.data() : scores.data();
     text = writer.row(t, values);
     ok = std::fputs(text.c_str(), out) >= 0;
   }

@@ -139,6 +139,41 @@ TEST_F(Infer, JsonLines) {
       << lines[0];
 }
 
+// --recompute re-encodes each window with the batch model: equal to the stream
+// (to float rounding) right after each continual landmark update, when the
+// stream's landmarks are that window's segment means, and different between
+// updates, when the stream's are stale.
+TEST_F(Infer, RecomputeIsTheBatchModelOverEachWindow) {
+  const Outcome r = run("--recompute --logits --model " + model_path_ + " --input " + features_path_);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto lines = split(r.out, '\n');
+  const auto want = expected(true);
+  ASSERT_EQ(lines.size(), want.size() + 2);
+  const int segment = model_->config().window / model_->config().landmarks;
+  int fresh = 0;
+  double stale_difference = 0;
+  for (std::size_t t = 0; t < want.size(); ++t) {
+    const auto cells = split(lines[t + 1], ',');
+    if (want[t].empty()) {
+      EXPECT_EQ(cells[1], "non-finite") << "token " << t;
+      continue;
+    }
+    ASSERT_EQ(cells[1], "ok") << "token " << t;
+    double difference = 0;
+    for (std::size_t c = 0; c < 4; ++c)
+      difference = std::max<double>(difference,
+                                    std::abs(std::strtof(cells[c + 2].c_str(), nullptr) - want[t][c]));
+    if ((t + 1) % segment == 0) {
+      EXPECT_LT(difference, 2e-4) << "token " << t;
+      ++fresh;
+    } else {
+      stale_difference = std::max(stale_difference, difference);
+    }
+  }
+  EXPECT_GT(fresh, 10);
+  EXPECT_GT(stale_difference, 1e-3);
+}
+
 TEST_F(Infer, Help) {
   const Outcome r = run("--help");
   EXPECT_EQ(r.status, 0);
