@@ -15,7 +15,13 @@ PACKAGES="
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-libav
   libcairo2-dev libpango1.0-dev python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
+  timgm6mb-soundfont gstreamer1.0-plugins-ugly gstreamer1.0-x
 "
+# The last line is for tools/demo.sh: MIDI rendering (fluidsynth) with the TimGM6mb soundfont
+# (listed so that it, not another General MIDI soundfont, satisfies fluidsynth),
+# x264enc for annotated.mp4, and X video sinks for --show. The demo's media
+# packages (opencv-doc, tuxpaint-stamps-default, openttd-openmsx) are not
+# installed: tools/demo_media.py fetches them with `apt-get download` into a cache.
 # libopenblas0-pthread: Debian's torch calls the generic reference BLAS unless an
 # optimised one provides libblas.so.3 (30x slower training without it).
 if [ "$(id -u)" != 0 ]; then
