@@ -611,6 +611,8 @@ def main():
     ap.add_argument("--clips", type=int, default=200, help="number of clips (train + validation)")
     ap.add_argument("--val-fraction", type=float, default=0.25)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--resume", action="store_true",
+                    help="keep clips already written (their .json exists) instead of remaking them")
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--height", type=int, default=240)
     ap.add_argument("--fps", type=int, nargs="+", default=[25, 30], help="frame rates drawn per clip")
@@ -638,7 +640,12 @@ def main():
     for i in range(args.clips):
         t = time.time()
         split = "validation" if is_val[i] else "train"
-        meta = make_clip(i, split, args, roots, sprite_cache, args.out)
+        done = os.path.join(args.out, split, "clip_%05d.json" % i)
+        if args.resume and os.path.exists(done):  # written last: the clip is complete
+            with open(done) as fh:
+                meta = json.load(fh)
+        else:
+            meta = make_clip(i, split, args, roots, sprite_cache, args.out)
         clips.append({k: meta[k] for k in ("clip", "split", "video", "labels", "fps", "frames")}
                      | {"background": meta["background"]["path"],
                         "actors": [a["path"] for a in meta["actors"]]})

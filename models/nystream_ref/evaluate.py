@@ -130,14 +130,18 @@ def summarize(latencies, hop_seconds=None):
     return out
 
 
-def evaluate(label_classes, labels, scores, threshold=0.5, hop_seconds=None):
-    """labels [T, C] 0/1 and scores [T, C] aligned. Returns the report dict."""
+def evaluate(label_classes, labels, scores, threshold=0.5, hop_seconds=None, starts=None):
+    """labels [T, C] 0/1 and scores [T, C] aligned. starts: first row of each
+    concatenated stream (an event never spans two; default [0]). Returns the
+    report dict."""
     per_class = {}
     aps = []
     all_latencies = []
+    bounds = list(starts if starts is not None else [0]) + [len(labels)]
     for j, name in enumerate(label_classes):
         ap = average_precision(labels[:, j], scores[:, j])
-        lat = onset_latencies(labels[:, j], scores[:, j], threshold)
+        lat = [x for a, b in zip(bounds[:-1], bounds[1:])
+               for x in onset_latencies(labels[a:b, j], scores[a:b, j], threshold)]
         all_latencies += lat
         per_class[name] = {"ap": ap, "positives": int(labels[:, j].sum()),
                            "latency": summarize(lat, hop_seconds)}

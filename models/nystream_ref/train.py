@@ -53,8 +53,9 @@ class Sequences:
         self.starts = torch.cumsum(lengths, 0) - lengths
         self.lengths = lengths
 
-    def sample(self, c: Config, batch, generator, start_fraction=0.1):
-        """A batch of training windows (see the module doc). Returns a dict."""
+    def sample(self, c: Config, batch, generator, start_fraction=0.1, fresh_landmarks=False):
+        """A batch of training windows (see the module doc). Returns a dict.
+        fresh_landmarks: the window's own segment means (a batch Nystromformer)."""
         n, L, P = c.window, c.segment_length if c.attention == "nystrom" else 1, c.positional_period
         seq = torch.multinomial(self.lengths.double(), batch, True, generator=generator)
         length = self.lengths[seq]
@@ -73,7 +74,7 @@ class Sequences:
         window = self._window(seq, end, shift, n)
         out = {"window": window, "target": self.labels[self.starts[seq] + end]}
         if c.continual:
-            phase = (t_end + 1) % L
+            phase = torch.zeros_like(t_end) if fresh_landmarks else (t_end + 1) % L
             done = t_end - phase  # last completion, < 0: no landmarks yet
             out["landmark_window"] = self._window(seq, end - phase, shift, n)
             out["have_landmarks"] = done >= 0
@@ -211,14 +212,33 @@ def load_checkpoint(path):
 
 # ---------------------------------------------------------------- loop
 
-def train(model, data, steps, batch, lr, generator, log_every=10, start_fraction=0.1):
-    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+def augment(model, batch, generator, noise, dropout):
+    """Gaussian noise (noise x the feature's std) and feature dropout (a dim set to its
+    mean) on every token, in place: what the model sees of unseen sources varies."""
+    if not noise and not dropout:
+        return
+    keys = ["window"] + (["landmark_window"] if "landmark_window" in batch else [])
+    for key in keys:
+        tokens, times, valid = batch[key]
+        mean, std = model.input_mean.to(tokens.dtype), model.input_std.to(tokens.dtype)
+        z = (tokens - mean) / std
+        if noise:
+            z = z + noise * torch.randn(z.shape, generator=generator)
+        if dropout:
+            z = z * (torch.rand(z.shape, generator=generator) >= dropout)
+        batch[key] = ((z * std + mean) * valid[..., None], times, valid)
+
+
+def train(model, data, steps, batch, lr, generator, log_every=10, start_fraction=0.1,
+          fresh_landmarks=False, noise=0.0, dropout=0.0, weight_decay=0.01):
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda s: min(1.0, (s + 1) / max(1, steps // 20)) *
         0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     losses = []
     for step in range(steps):
-        b = data.sample(model.c, batch, generator, start_fraction)
+        b = data.sample(model.c, batch, generator, start_fraction, fresh_landmarks)
+        augment(model, b, generator, noise, dropout)
         loss = loss_of(model, forward_batch(model, b), b["target"])
         optimiser.zero_grad()
         loss.backward()
@@ -245,8 +265,16 @@ def main(argv=None):
     a("--seed", type=int, default=0)
     a("--threads", type=int, default=1)
     a("--start-fraction", type=float, default=0.1, help="windows at a stream's start")
+    a("--feature-noise", type=float, default=0.0, help="Gaussian noise, in feature stds")
+    a("--feature-dropout", type=float, default=0.0, help="share of feature dims set to the mean")
+    a("--weight-decay", type=float, default=0.01)
     a("--name", default="trained")
     a("--modality", default="features")
+    a("--extractor", default="identity", help="the features' front end (docs/features.md)")
+    a("--extractor-params", default="{}", help="its params, JSON")
+    a("--landmark-phase", default="stream", choices=("stream", "window"),
+      help="continual landmarks as the stream holds them (stale by up to L - 1 steps) or "
+           "the window's own segment means: a batch Nystromformer")
     a("--checkpoint", default=None, help="torch.save checkpoint to write")
     a("--out", default=None, help="safetensors model file to write")
     a("--summary", default=None, help="write the run's numbers as JSON here")
@@ -287,7 +315,9 @@ def main(argv=None):
     before = validate(model, val_pairs) if val_pairs else None
     start = time.perf_counter()
     losses = train(model, data, steps, args.batch, args.lr, generator,
-                   log_every=max(1, steps // 10), start_fraction=args.start_fraction)
+                   log_every=max(1, steps // 10), start_fraction=args.start_fraction,
+                   fresh_landmarks=args.landmark_phase == "window", noise=args.feature_noise,
+                   dropout=args.feature_dropout, weight_decay=args.weight_decay)
     seconds = time.perf_counter() - start
     after = validate(model, val_pairs) if val_pairs else None
     head, tail = float(np.mean(losses[:10])), float(np.mean(losses[-10:]))
@@ -301,6 +331,8 @@ def main(argv=None):
     if after and after["mAP"] is not None:
         metrics["val_mAP"] = after["mAP"]
     model.info = {"name": args.name, "modality": args.modality,
+                  "features": {"extractor": args.extractor, "version": 1,
+                               "params": json.loads(args.extractor_params)},
                   "provenance": {"data": data_note, "metrics": metrics,
                                  "tool": "nystream_ref.train" + (" --smoke" if args.smoke else "")}}
     if args.checkpoint:
