@@ -96,6 +96,10 @@ def check_package(pkg):
             raise Denied(f"package {pkg!r} is reserved for evaluation ({pat}); refusing")
 
 
+def _denied(path):
+    return any(fnmatch.fnmatch(path, pat) for pat in DENY_PATHS)
+
+
 def check_path(path):
     for pat in DENY_PATHS:
         if fnmatch.fnmatch(path, pat):
@@ -112,6 +116,10 @@ PACKAGES = [
     "timgm6mb-soundfont", "musescore-general-soundfont",
     "mma", "openttd-openmsx", "sonic-pi-samples", "scratch",
     "gnome-audio", "deepin-sound-theme", "tuxpaint-data",
+    # real recordings for the thin classes (alarm, animal, human_sounds) and more voices
+    "tuxpaint-stamps-default", "wesnoth-1.16-data", "gcompris-qt-data", "warmux-data",
+    "openarena-data", "yaru-theme-sound", "linphone-common", "gajim", "psi-plus-sounds",
+    "pidgin-data", "eiskaltdcpp-sounds", "tuxtype-data", "lbreakout2-data", "pingus-data",
 ]
 
 
@@ -147,6 +155,75 @@ def fetch_packages(cache, packages):
         open(os.path.join(root, ".unpacked"), "w").close()
         roots[pkg] = root
     return roots
+
+
+def extract_rcc(rcc, dest, wanted):
+    """Qt resource file (gcompris-qt-data's rcc/*.rcc) -> the files whose base name is in
+    `wanted`, written once under dest/ (kept in the cache). Returns {base name: path}."""
+    import zlib
+    out = {}
+    if os.path.isdir(dest) and all(os.path.exists(os.path.join(dest, w)) for w in wanted):
+        return {w: os.path.join(dest, w) for w in wanted}
+    if not os.path.exists(rcc):
+        return out
+    b = open(rcc, "rb").read()
+    if b[:4] != b"qres":
+        return out
+    ver, tree, data, names = (int.from_bytes(b[i:i + 4], "big") for i in (4, 8, 12, 16))
+    node = 14 if ver == 1 else 22
+
+    def name(i):
+        off = names + int.from_bytes(b[tree + i * node: tree + i * node + 4], "big")
+        n = int.from_bytes(b[off: off + 2], "big")
+        return b[off + 6: off + 6 + 2 * n].decode("utf-16-be")
+
+    os.makedirs(dest, exist_ok=True)
+    stack = [0]
+    while stack:
+        i = stack.pop()
+        o = tree + i * node
+        flags = int.from_bytes(b[o + 4: o + 6], "big")
+        if flags & 2:  # directory
+            cnt, first = int.from_bytes(b[o + 6: o + 10], "big"), int.from_bytes(b[o + 10: o + 14], "big")
+            stack.extend(range(first, first + cnt))
+            continue
+        nm = name(i)
+        if nm not in wanted or nm in out:
+            continue
+        d = data + int.from_bytes(b[o + 10: o + 14], "big")
+        size = int.from_bytes(b[d: d + 4], "big")
+        blob = b[d + 4: d + 4 + size]
+        if flags & 1:
+            blob = zlib.decompress(blob[4:])
+        elif flags & 4:
+            continue  # zstd: not used by these files
+        with open(os.path.join(dest, nm) + ".tmp", "wb") as f:
+            f.write(blob)
+        os.replace(os.path.join(dest, nm) + ".tmp", os.path.join(dest, nm))
+        out[nm] = os.path.join(dest, nm)
+    return out
+
+
+def extract_zip(zpath, dest, keep):
+    """Members of a zip (OpenArena .pk3) for which keep(name) is true -> dest/name, once.
+    Returns their paths."""
+    import zipfile
+    out = []
+    if not os.path.exists(zpath):
+        return out
+    with zipfile.ZipFile(zpath) as z:
+        for m in sorted(z.namelist()):
+            if m.endswith("/") or not keep(m):
+                continue
+            p = os.path.join(dest, m)
+            check_path(p)
+            if not os.path.exists(p):
+                os.makedirs(os.path.dirname(p), exist_ok=True)
+                with open(p + ".tmp", "wb") as f:
+                    f.write(z.read(m))
+                os.replace(p + ".tmp", p)
+            out.append(p)
+    return sorted(out)
 
 
 # ---------------------------------------------------------------------------
@@ -223,7 +300,8 @@ class Source:
 def files_under(root, sub, exts, names=None):
     base = os.path.join(root, sub)
     out = []
-    for dp, _, fs in os.walk(base):
+    for dp, ds, fs in os.walk(base):
+        ds[:] = sorted(d for d in ds if not _denied(os.path.join(dp, d, "x")))  # never enter reserved folders
         for f in fs:
             if f.lower().endswith(exts) and (names is None or os.path.splitext(f)[0] in names):
                 p = os.path.join(dp, f)
@@ -341,6 +419,41 @@ def build_catalogue(roots, val_fraction, salt):
         units = {f"klettres-data/{d}": files_under(base, d, (".ogg", ".wav"))
                  for d in sorted(os.listdir(base)) if os.path.isdir(os.path.join(base, d))}
         add_group("speech", "concat_words", "klettres-data", units, max_files=8)
+    if R("tuxpaint-stamps-default"):
+        # spoken stamp descriptions (NAME_desc_LANG.ogg), one unit per language (a few readers
+        # each); stamps under animals/ and vehicles/ are reserved and never listed
+        units = {}
+        for p in files_under(R("tuxpaint-stamps-default"), "usr/share/tuxpaint/stamps", (".ogg", ".wav")):
+            m = re.search(r"_desc_([a-z]{2,3}(?:_[A-Z]{2})?)\.(ogg|wav)$", os.path.basename(p))
+            if m:
+                units.setdefault(f"tuxpaint-stamps-default/{m.group(1)}", []).append(p)
+        add_group("speech", "concat_words", "tuxpaint-stamps-default", units, max_files=3)
+    # game voice lines: one speaker per package, fixed split; one family
+    voice_lines = []
+    if R("openarena-data"):
+        pk3 = os.path.join(R("openarena-data"), "usr/share/games/openarena/missionpack/mp-pak0.pk3")
+        voice_lines.append(("openarena-data", "openarena-data/rott", "train", extract_zip(
+            pk3, os.path.join(R("openarena-data"), "pk3"),
+            lambda m: re.match(r"sound/voices/rott/\w+\.(ogg|wav)$", m))))
+    if R("lbreakout2-data"):
+        voice_lines.append(("lbreakout2-data", "lbreakout2-data/voice", "train", files_under(
+            R("lbreakout2-data"), "usr/share/games/lbreakout2/sounds", (".wav",),
+            names={"dammit", "damn", "excellent", "verygood", "wontgiveup"})))
+    if R("tuxtype-data"):
+        voice_lines.append(("tuxtype-data", "tuxtype-data/excuseme", "train", [
+            p for p in files_under(R("tuxtype-data"), "usr/share/tuxtype", (".wav",), names={"excuseme"})
+            if "/lithuanian/" not in p]))  # the Lithuanian one is a 0.1 s placeholder
+    if R("pingus-data"):
+        voice_lines.append(("pingus-data", "pingus-data/voice", "validation", files_under(
+            R("pingus-data"), "usr/share/games/pingus/data/sounds", (".wav",),
+            names={"goodidea", "letsgo", "ohno", "yipee"})))
+    if R("linphone-common"):
+        voice_lines.append(("linphone-common", "linphone-common/hello", "validation", files_under(
+            R("linphone-common"), "usr/share/sounds/linphone", (".wav",), names={"hello16000"})))
+    for pkg, u, split, f in voice_lines:
+        if f:
+            srcs.append(Source("speech", u, "concat_words", split, pkg, f, {"max_files": 3},
+                               family="game-voice-lines"))
     # ---- music: fluidsynth renders, split by soundfont AND by MIDI file
     sfs = []
     if R("timgm6mb-soundfont"):
@@ -397,7 +510,45 @@ def build_catalogue(roots, val_fraction, salt):
         if f:
             srcs.append(Source("alarm", "deepin-sound-theme", "event", "validation", "deepin-sound-theme", f,
                                {"repeat": 3}))
-    # ---- animal: split by species
+    alerts = [  # (package, split, folder, file names): each package one unit and one family
+        ("yaru-theme-sound", "train", "usr/share/sounds/Yaru",
+         {"bell", "battery-low", "dialog-error", "dialog-warning", "dialog-question", "message",
+          "message-new-instant", "message-new-email", "complete", "device-added", "device-removed",
+          "power-plug", "power-unplug"}),
+        ("gajim", "train", "usr/lib/python3/dist-packages/gajim/data/sounds",
+         {"attention", "call_incoming", "call_outgoing", "message1", "message2"}),
+        ("psi-plus-sounds", "train", "usr/share/psi-plus/sound",  # chat1/chat2/send = gajim's files
+         {"attention", "email", "reminder", "ft_complete", "ft_incoming", "pepnotify", "online", "offline"}),
+        ("eiskaltdcpp-sounds", "train", "usr/share/eiskaltdcpp/sounds",
+         {"PrivateMessage", "MyNickInMainChat", "DownloadFinished", "UploadFinished", "HubConnected",
+          "HubDisconnected", "DownloadBegins"}),
+        ("tuxtype-data", "train", "usr/share/tuxtype/sounds", {"alarm"}),
+        ("wesnoth-1.16-data", "train", "usr/share/games/wesnoth/1.16/sounds", {"bell"}),
+        ("warmux-data", "train", "usr/share/games/warmux/sound/default", {"mine_beep"}),
+        ("linphone-common", "validation", "usr/share/sounds/linphone",
+         {"oldphone-mono", "toy-mono", "ringback", "incoming_chat"}),
+        ("pidgin-data", "validation", "usr/share/sounds/purple", {"alert", "receive", "login", "logout"}),
+    ]
+    for pkg, split, sub, names in alerts:
+        if R(pkg):
+            f = files_under(R(pkg), sub, (".wav", ".ogg", ".oga"), names=names)
+            if f:
+                srcs.append(Source("alarm", f"{pkg}/alerts", "event", split, pkg, f, {"repeat": 3}))
+    if R("gcompris-qt-data"):
+        rcc = os.path.join(R("gcompris-qt-data"), "usr/share/gcompris-qt/rcc")
+        gc_mem = extract_rcc(os.path.join(rcc, "memory-sound.rcc"),
+                             os.path.join(R("gcompris-qt-data"), "rcc-x/memory-sound"),
+                             {"LRRing_01_LA.ogg", "LRBark_3_LA_cut.ogg", "LRFrogsInPondDuringStormLACut.ogg"})
+        gc_farm = extract_rcc(os.path.join(rcc, "explore_farm_animals.rcc"),
+                              os.path.join(R("gcompris-qt-data"), "rcc-x/explore_farm_animals"),
+                              {f"{a}.ogg" for a in ("cat", "chickens", "cow", "dog", "duck", "horse", "owl",
+                                                    "pig", "sheep")})
+        if "LRRing_01_LA.ogg" in gc_mem:
+            srcs.append(Source("alarm", "gcompris-qt-data/ring", "event", "validation", "gcompris-qt-data",
+                               [gc_mem["LRRing_01_LA.ogg"]], {"repeat": 2}))
+    else:
+        gc_mem, gc_farm = {}, {}
+    # ---- animal: split by package and species (unit PACKAGE/SPECIES, hashed)
     animal = {}
     if R("scratch"):
         for p in files_under(R("scratch"), "usr/share/scratch/Media/Sounds/Animal", (".wav",)):
@@ -409,7 +560,22 @@ def build_catalogue(roots, val_fraction, salt):
             animal.setdefault(f"scratch/{sp}", []).append(p)
     if R("sonic-pi-samples"):
         animal["sonic-pi-samples/crow"] = files_under(R("sonic-pi-samples"), "usr/share", (".flac",), names={"misc_crow"})
-    add_group("animal", "event", "scratch, sonic-pi-samples", animal, repeat=3)
+    for name, p in gc_farm.items():
+        animal.setdefault(f"gcompris-qt-data/{name[:-4].replace('chickens', 'chicken')}", []).append(p)
+    if "LRBark_3_LA_cut.ogg" in gc_mem:
+        animal.setdefault("gcompris-qt-data/dog", []).append(gc_mem["LRBark_3_LA_cut.ogg"])
+    if "LRFrogsInPondDuringStormLACut.ogg" in gc_mem:
+        animal["gcompris-qt-data/frog"] = [gc_mem["LRFrogsInPondDuringStormLACut.ogg"]]
+    if R("wesnoth-1.16-data"):
+        ws = files_under(R("wesnoth-1.16-data"), "usr/share/games/wesnoth/1.16/data/core/sounds", (".ogg", ".wav"))
+        for sp, pat in (("wolf", r"wolf-(die|growl|hit)-\d"), ("horse", r"horse-(die|hit)"), ("bird", r"birds\d")):
+            animal[f"wesnoth-1.16-data/{sp}"] = [p for p in ws if re.match(pat, os.path.basename(p))]
+    animal = {u: sorted(f) for u, f in animal.items() if f}
+    asplit = split_units(list(animal), val_fraction, salt + "animal" + "event")
+    for u, f in animal.items():
+        pkg = u.split("/")[0]
+        srcs.append(Source("animal", u, "event", asplit[u], pkg, f, {"repeat": 3},
+                           family="scratch, sonic-pi-samples" if pkg in ("scratch", "sonic-pi-samples") else pkg))
     # ---- human sounds: split by speaker gender (Scratch) + tuxpaint giggle (train)
     if R("scratch"):
         hs = files_under(R("scratch"), "usr/share/scratch/Media/Sounds/Human", (".wav",))
@@ -424,6 +590,30 @@ def build_catalogue(roots, val_fraction, salt):
         f = files_under(R("tuxpaint-data"), "usr/share/tuxpaint/sounds", (".wav",), names={"giggle"})
         if f:
             srcs.append(Source("human_sounds", "tuxpaint-data/giggle", "event", "train", "tuxpaint-data", f, {"repeat": 2}))
+    human = []  # (package, unit, split, files): one voice (or voice type) per unit, fixed split
+    if R("wesnoth-1.16-data"):
+        ws = files_under(R("wesnoth-1.16-data"), "usr/share/games/wesnoth/1.16/data", (".ogg", ".wav"))
+        for u, pat, split in (("human-male", r"human-(die|hit)-\d", "train"),
+                              ("human-old", r"human-old-(die|hit)", "train"),
+                              ("elf", r"elf-hit", "train"),
+                              ("merfolk", r"(mermaid|mermen)-(die|hit)", "train"),
+                              ("groan-laugh", r"(groan|ugg|witches-laugh)\.", "train"),
+                              ("human-female", r"human-female-(die|hit)", "validation"),
+                              ("dwarf", r"dwarf-(die|hit|laugh)", "validation")):
+            human.append(("wesnoth-1.16-data", f"wesnoth-1.16-data/{u}", split,
+                          [p for p in ws if re.match(pat, os.path.basename(p))]))
+    if R("warmux-data"):  # pain and death cries of the default team voice
+        human.append(("warmux-data", "warmux-data/cries", "train", [
+            p for p in files_under(R("warmux-data"), "usr/share/games/warmux/sound/default/voices", (".ogg",))
+            if re.match(r"(death|injured_(light|medium|high))\d", os.path.basename(p))]))
+    if R("openarena-data"):  # the one player voice of the base game: pain, death, gasp, drown
+        pk3 = os.path.join(R("openarena-data"), "usr/share/games/openarena/baseoa/pak0.pk3")
+        human.append(("openarena-data", "openarena-data/sarge", "validation", extract_zip(
+            pk3, os.path.join(R("openarena-data"), "pk3"),
+            lambda m: re.match(r"sound/player/sarge/(death\d|pain\d+_\d|gasp|drown|falling1)\.wav$", m))))
+    for pkg, u, split, f in human:
+        if f:
+            srcs.append(Source("human_sounds", u, "event", split, pkg, f, {"repeat": 3}))
     # ---- distractors: labelled nothing (their tokens are background)
     if R("scratch"):
         f = files_under(R("scratch"), "usr/share/scratch/Media/Sounds/Effects", (".wav",),
