@@ -163,7 +163,7 @@ def extract_rcc(rcc, dest, wanted):
     import zlib
     out = {}
     if os.path.isdir(dest) and all(os.path.exists(os.path.join(dest, w)) for w in wanted):
-        return {w: os.path.join(dest, w) for w in wanted}
+        return {w: os.path.join(dest, w) for w in sorted(wanted)}
     if not os.path.exists(rcc):
         return out
     b = open(rcc, "rb").read()
@@ -201,7 +201,7 @@ def extract_rcc(rcc, dest, wanted):
             f.write(blob)
         os.replace(os.path.join(dest, nm) + ".tmp", os.path.join(dest, nm))
         out[nm] = os.path.join(dest, nm)
-    return out
+    return dict(sorted(out.items()))
 
 
 def extract_zip(zpath, dest, keep):
@@ -560,7 +560,7 @@ def build_catalogue(roots, val_fraction, salt):
             animal.setdefault(f"scratch/{sp}", []).append(p)
     if R("sonic-pi-samples"):
         animal["sonic-pi-samples/crow"] = files_under(R("sonic-pi-samples"), "usr/share", (".flac",), names={"misc_crow"})
-    for name, p in gc_farm.items():
+    for name, p in sorted(gc_farm.items()):
         animal.setdefault(f"gcompris-qt-data/{name[:-4].replace('chickens', 'chicken')}", []).append(p)
     if "LRBark_3_LA_cut.ogg" in gc_mem:
         animal.setdefault("gcompris-qt-data/dog", []).append(gc_mem["LRBark_3_LA_cut.ogg"])
