@@ -95,6 +95,7 @@ gst_ny_audio_detect_class_init (GstNyAudioDetectClass * klass)
       "Nystream developers");
   detect_class->modality = "audio";
   detect_class->extractor = "log-mel";
+  detect_class->default_model = "audio-events.safetensors";
   detect_class->create_frontend = create_audio_frontend;
 }
 

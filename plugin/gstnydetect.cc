@@ -208,7 +208,9 @@ gst_ny_detect_class_init (GstNyDetectClass * klass)
   g_object_class_install_property (gobject_class, PROP_MODEL,
       g_param_spec_string ("model", "Model",
           "Path to a Nystream model file (.safetensors) of this element's modality; "
-          "loaded when the element starts (READY -> PAUSED)", DEFAULT_MODEL,
+          "loaded when the element starts (READY -> PAUSED). Unset: the shipped model "
+          "(audio-events / video-actions, from $NYSTREAM_MODEL_PATH or the installed "
+          "models directory)", DEFAULT_MODEL,
           (GParamFlags) (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
               GST_PARAM_MUTABLE_READY)));
   g_object_class_install_property (gobject_class, PROP_MODEL_INSTANCE_ID,
@@ -382,16 +384,24 @@ gst_ny_detect_start (GstBaseTransform * trans)
   Detector *d = detector_of (self);
 
   GST_OBJECT_LOCK (self);
-  const std::string path = d->model_path, instance_id = d->instance_id;
+  std::string path = d->model_path;
+  const std::string instance_id = d->instance_id;
   d->stats = {};
   d->qos_earliest = GST_CLOCK_TIME_NONE;
   GST_OBJECT_UNLOCK (self);
 
   if (path.empty ()) {
-    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND, ("No model set."),
-        ("Set the 'model' property to a Nystream %s model file (.safetensors).",
-            klass->modality));
-    return FALSE;
+    std::string searched;
+    path = nystream::plugin::find_default_model (klass->default_model, &searched);
+    if (path.empty ()) {
+      GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND, ("No model set."),
+          ("The 'model' property is unset and the default %s model %s is in none of %s. "
+              "Set 'model' to a Nystream %s model file (.safetensors), or NYSTREAM_MODEL_PATH "
+              "to the directory holding %s.", klass->modality, klass->default_model,
+              searched.c_str (), klass->modality, klass->default_model));
+      return FALSE;
+    }
+    GST_INFO_OBJECT (self, "no model set: using the default %s", path.c_str ());
   }
   std::string error;
   try {
@@ -408,8 +418,8 @@ gst_ny_detect_start (GstBaseTransform * trans)
   if (info.modality != klass->modality || info.feature_extractor != klass->extractor) {
     GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("Wrong kind of model for %s.",
             GST_ELEMENT_NAME (self)),
-        ("%s is a %s model with '%s' features; %s needs a %s model with '%s' features.",
-            path.c_str (), info.modality.c_str (), info.feature_extractor.c_str (),
+        ("%s is a %s model with '%s' features; element '%s' takes %s models with '%s' "
+            "features.", path.c_str (), info.modality.c_str (), info.feature_extractor.c_str (),
             GST_ELEMENT_NAME (self), klass->modality, klass->extractor));
     d->model.reset ();
     return FALSE;

@@ -26,6 +26,9 @@ struct _GstNyDetectClass {
   /* The model's modality and feature extractor must be these. */
   const gchar *modality;
   const gchar *extractor;
+  /* The shipped model used when 'model' is unset (a file name, searched for by
+   * nystream::plugin::find_default_model). */
+  const gchar *default_model;
   /* A front end for these caps and this model, or nullptr and *error (a
    * sentence a person can act on) when the caps cannot be used. */
   nystream::plugin::Frontend *(*create_frontend) (GstNyDetect * self, GstCaps * caps,

@@ -134,6 +134,7 @@ gst_ny_video_detect_class_init (GstNyVideoDetectClass * klass)
       "element messages", "Nystream developers");
   detect_class->modality = "video";
   detect_class->extractor = "video-motion";
+  detect_class->default_model = "video-actions.safetensors";
   detect_class->create_frontend = create_video_frontend;
 }
 

@@ -1,7 +1,10 @@
 #include "model_registry.h"
 
+#include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <mutex>
+#include <vector>
 
 #include "nystream/model_file.h"
 
@@ -41,6 +44,28 @@ std::shared_ptr<const Model> acquire_model(const std::string& path, const std::s
   auto model = load_model(path, error);
   if (model) entry = {path, model};
   return model;
+}
+
+std::string find_default_model(const std::string& name, std::string* searched) {
+  std::vector<std::string> dirs;
+  auto add_list = [&dirs](const std::string& list) {
+    std::size_t start = 0;
+    while (start <= list.size()) {
+      const std::size_t end = std::min(list.find(':', start), list.size());
+      if (end > start) dirs.push_back(list.substr(start, end - start));
+      start = end + 1;
+    }
+  };
+  if (const char* env = std::getenv("NYSTREAM_MODEL_PATH")) add_list(env);
+  add_list(NYSTREAM_MODEL_DIRS);
+  searched->clear();
+  for (const std::string& dir : dirs) {
+    const std::filesystem::path path = std::filesystem::path(dir) / name;
+    std::error_code error;
+    if (std::filesystem::is_regular_file(path, error)) return path.string();
+    *searched += (searched->empty() ? "" : ", ") + dir;
+  }
+  return {};
 }
 
 }  // namespace nystream::plugin

@@ -16,4 +16,10 @@ namespace nystream::plugin {
 std::shared_ptr<const Model> acquire_model(const std::string& path, const std::string& instance_id,
                                            std::string* error);
 
+// The path of a shipped model file `name`: the first directory holding it among
+// $NYSTREAM_MODEL_PATH (colon-separated), the installed models directory and the
+// source tree's models/ (an uninstalled build). Empty when none has it; *searched
+// then lists the directories tried.
+std::string find_default_model(const std::string& name, std::string* searched);
+
 }  // namespace nystream::plugin

@@ -46,14 +46,14 @@ def token_labels(modality, header, table, tokens):
     return classes, labels[frame]
 
 
-def prepare_clip(media, modality, features_exe, params, out_dir):
+def prepare_clip(media, modality, features_exe, params, model, out_dir):
     base = os.path.join(out_dir, os.path.splitext(os.path.basename(media))[0])
     labels_csv = os.path.splitext(media)[0] + ".csv"
-    extractor = EXTRACTORS[modality][0]
-    command = [features_exe, "--quiet", "--extractor", extractor, media, "-o", base + ".npy",
-               "--times", base + ".times.csv"]
-    if params:
-        command[4:4] = ["--params", params]
+    command = [features_exe, "--quiet", media, "-o", base + ".npy", "--times", base + ".times.csv"]
+    if model:
+        command += ["--model", model]
+    else:
+        command += ["--extractor", EXTRACTORS[modality][0]] + (["--params", params] if params else [])
     subprocess.run(command, check=True)
     features = np.load(base + ".npy")
     header, table = read_csv(labels_csv)
@@ -82,6 +82,7 @@ def main(argv=None):
     p.add_argument("--modality", required=True, choices=sorted(EXTRACTORS))
     p.add_argument("--features", required=True, help="the nystream-features executable")
     p.add_argument("--params", default=None, help="extractor params JSON (default: defaults)")
+    p.add_argument("--model", default=None, help="use this model file's extractor and params")
     p.add_argument("--splits", default="train,validation")
     p.add_argument("--jobs", type=int, default=os.cpu_count())
     p.add_argument("--out", default=None, help="write here (OUT/<split>/) instead of beside the media")
@@ -95,7 +96,7 @@ def main(argv=None):
         os.makedirs(out_dir, exist_ok=True)
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
             done = list(pool.map(lambda m: prepare_clip(m, args.modality, args.features,
-                                                        args.params, out_dir), media))
+                                                        args.params, args.model, out_dir), media))
         print(f"{split}: {len(done)} clips, {sum(t for _, t in done)} tokens", file=sys.stderr)
     return 0
 

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <random>
@@ -382,10 +383,32 @@ TEST_F(Elements, CorruptModelFailsWithTheLoadersMessage) {
   EXPECT_NE(run.error.find("corrupt.safetensors"), std::string::npos) << run.error;
 }
 
-TEST_F(Elements, MissingModelFails) {
-  PipelineRun run;
-  run_pipeline("audiotestsrc num-buffers=5 ! nyaudiodetect ! fakesink", &run);
-  EXPECT_NE(run.error.find("No model set"), std::string::npos) << run.error;
+// Unset 'model': the shipped model, found through NYSTREAM_MODEL_PATH first.
+TEST_F(Elements, UnsetModelIsTheShippedDefault) {
+  const std::string shipped = std::string(std::getenv("NYSTREAM_SHIPPED_MODELS")) +
+                              "/audio-events.safetensors";
+  const std::string source = "audiotestsrc wave=sine freq=880 num-buffers=100 ! nyaudiodetect name=d";
+  PipelineRun unset, explicit_model;
+  run_pipeline(source + " ! fakesink", &unset);
+  run_pipeline(source + " model=" + shipped + " ! fakesink", &explicit_model);
+  ASSERT_EQ(unset.error, "");
+  ASSERT_GT(unset.results.size(), 10u);
+  EXPECT_EQ(unset.results, explicit_model.results);
+
+  const std::filesystem::path dir = test_file("model-path");
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(test_file("audio-random.safetensors"), dir / "audio-events.safetensors",
+                             std::filesystem::copy_options::overwrite_existing);
+  g_setenv("NYSTREAM_MODEL_PATH", ("/nonexistent:" + dir.string()).c_str(), TRUE);
+  PipelineRun from_path, random_model;
+  run_pipeline(source + " ! fakesink", &from_path);
+  g_unsetenv("NYSTREAM_MODEL_PATH");
+  run_pipeline(source + " model=" + test_file("audio-random.safetensors") + " ! fakesink",
+               &random_model);
+  ASSERT_EQ(from_path.error, "");
+  EXPECT_EQ(from_path.results, random_model.results);
+  EXPECT_NE(from_path.results, unset.results);
+
   PipelineRun missing;
   run_pipeline("audiotestsrc num-buffers=5 ! nyaudiodetect model=/nonexistent.safetensors ! fakesink",
                &missing);

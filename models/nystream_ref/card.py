@@ -1,0 +1,64 @@
+"""The evaluation tables of the model cards, from models/train_models.sh's runs:
+per variant mAP, onset latency and per-class AP on the held-out validation split,
+as Markdown.
+
+  python3 -m nystream_ref.card --runs WORK
+"""
+import argparse
+import json
+import os
+import sys
+
+# (report file, row label): the shipped model's two schedules, then the baselines.
+ROWS = [
+    ("nystrom-continual", "continual Nystrom, continual landmarks (stepped)"),
+    ("nystrom-fixed", "continual Nystrom, fixed landmarks (stepped)"),
+    ("nystrom-batch", "batch Nystromformer (window re-encoded)"),
+    ("softmax", "full softmax transformer (window re-encoded)"),
+    ("softmax-continual", "continual softmax transformer (stepped)"),
+]
+
+
+def _f(x, spec):
+    return "-" if x is None else format(x, spec)
+
+
+def table(runs_dir):
+    reports = []
+    for key, label in ROWS:
+        path = os.path.join(runs_dir, key + ".json")
+        if os.path.exists(path):
+            with open(path) as f:
+                reports.append((key, label, json.load(f)))
+    if not reports:
+        return ""
+    classes = list(reports[0][2]["per_class"])
+    head = ["variant", "mAP", "onset median s", "onset p90 s", "onsets found"] + classes
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, label, r in reports:
+        lat = r["latency"]
+        cells = [label, _f(r["mAP"], ".3f"), _f(lat.get("median_seconds"), ".2f"),
+                 _f(lat.get("p90_seconds"), ".2f"), f"{lat['detected']}/{lat['onsets']}"]
+        cells += [_f(r["per_class"][c]["ap"], ".3f") for c in classes]
+        lines.append("| " + " | ".join(cells) + " |")
+    first = reports[0][2]
+    lines.append("")
+    lines.append(f"{first['clips']} validation clips, {first['frames']} tokens; positives per class: "
+                 + ", ".join(f"{c} {first['per_class'][c]['positives']}" for c in classes) + ".")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python3 -m nystream_ref.card",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", required=True, help="train_models.sh's WORK directory")
+    args = p.parse_args(argv)
+    for modality in ("audio", "video"):
+        runs = os.path.join(args.runs, modality, "runs")
+        if os.path.isdir(runs):
+            print(f"### {modality}\n\n{table(runs)}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

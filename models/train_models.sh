@@ -1,0 +1,99 @@
+#!/bin/sh
+# Makes the shipped models from scratch: generates the training data, extracts
+# features with the C++ front end, trains the continual Nystrom models and the
+# baselines with the same budget, scores every one with the C++ engine on the
+# held-out validation sources, and writes the model files and the numbers the
+# model cards quote.
+#
+#   models/train_models.sh WORK [audio|video|all]      (WORK: a scratch directory)
+#
+# Output: WORK/<modality>/runs/<variant>.{safetensors,json}, and
+# models/{audio-events,video-actions}.safetensors (the chosen variant).
+# Needs the build (build/cli/nystream-features, nystream-infer) and what
+# tools/install-deps.sh installs. About an hour on 2 cores.
+set -e
+cd "$(dirname "$0")/.."
+work=${1:?usage: models/train_models.sh WORK [audio|video|all]}
+which=${2:-all}
+root=$PWD
+features=$root/build/cli/nystream-features
+infer=$root/build/cli/nystream-infer
+export OPENBLAS_NUM_THREADS=1 PYTHONPATH=$root/models
+python=/usr/bin/python3
+
+# The variants: the same data, steps, batch and learning rate; they differ only in
+# the attention. `nystrom-continual` and `nystrom-fixed` are the continual Nystrom
+# models (landmark schedules); `nystrom-batch` is trained with each window's own
+# landmarks and scored by re-encoding every window (--recompute); `softmax` is
+# scored both ways: re-encoded (the full transformer) and stepped (the continual
+# softmax transformer, the same numbers to float rounding).
+train_variant() {  # modality variant name -- train args
+  modality=$1 variant=$2 name=$3; shift 3
+  out=$work/$modality/runs
+  mkdir -p "$out"
+  case $variant in
+    nystrom-continual) arch="--attention nystrom --schedule continual" ;;
+    nystrom-fixed) arch="--attention nystrom --schedule fixed" ;;
+    nystrom-batch) arch="--attention nystrom --schedule continual --landmark-phase window" ;;
+    softmax) arch="--attention softmax" ;;
+  esac
+  # shellcheck disable=SC2086
+  (cd models && $python -m nystream_ref.train --data "$work/$modality/features/train/"*.npz \
+    --name "$name" --modality "$modality" $arch "$@" \
+    --summary "$out/$variant.train.json" --out "$out/$variant.safetensors") \
+    2>"$out/$variant.train.log"
+  score() {  # suffix [--recompute]
+    $python -m nystream_ref.score --model "$out/$variant.safetensors" \
+      --data "$work/$modality/features/validation" --infer "$infer" --output "$out/$variant$1.json" $2
+  }
+  case $variant in
+    nystrom-batch) score "" --recompute ;;
+    softmax) score "" --recompute; score "-continual" ;;
+    *) score "" ;;
+  esac
+}
+
+make_data() {  # modality generator args
+  modality=$1 generator=$2; shift 2
+  if [ ! -f "$work/$modality/media/manifest.json" ]; then
+    $python "models/data/$generator" --out "$work/$modality/media" "$@"
+  fi
+}
+
+audio() {
+  make_data audio audio_mixtures.py --clips 400 --seed 1
+  $python models/data/prepare.py --data "$work/audio/media" --modality audio \
+    --features "$features" --out "$work/audio/features"
+  arch="--window 64 --landmarks 8 --input-dim 128 --embed-dim 96 --heads 4 --ff-dim 192"
+  budget="--steps 3000 --batch 64 --lr 2e-3 --seed 0 --extractor log-mel"
+  for variant in nystrom-continual nystrom-fixed nystrom-batch softmax; do
+    # shellcheck disable=SC2086
+    train_variant audio $variant audio-events $arch $budget &
+    if [ $variant = nystrom-fixed ]; then wait; fi
+  done
+  wait
+}
+
+video() {
+  make_data video video_actions.py --clips 240 --seed 0
+  params='{"motion_threshold": 6.0, "thumb_width": 4, "thumb_height": 3}'
+  $python models/data/prepare.py --data "$work/video/media" --modality video \
+    --features "$features" --params "$params" --out "$work/video/features"
+  arch="--window 32 --landmarks 8 --input-dim 172 --embed-dim 64 --heads 4 --ff-dim 128"
+  budget="--steps 2000 --batch 64 --lr 2e-3 --seed 0 --feature-noise 0.3 --feature-dropout 0.2"
+  for variant in nystrom-continual nystrom-fixed nystrom-batch softmax; do
+    # shellcheck disable=SC2086
+    train_variant video $variant video-actions $arch $budget \
+      --extractor video-motion --extractor-params "$params" &
+    if [ $variant = nystrom-fixed ]; then wait; fi
+  done
+  wait
+}
+
+case $which in
+  audio) audio ;;
+  video) video ;;
+  all) audio; video ;;
+  *) echo "usage: models/train_models.sh WORK [audio|video|all]" >&2; exit 2 ;;
+esac
+(cd models && $python -m nystream_ref.card --runs "$work")

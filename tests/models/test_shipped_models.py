@@ -1,0 +1,117 @@
+"""The shipped models, re-scored: generates a small validation set from the held-out
+sources with the data generators (seeded, so the same clips on every bookworm
+machine), extracts features with each model's own front end (nystream-features
+--model), scores it with the C++ engine (nystream-infer, the numbers the plugin
+gives) and fails if a model's mAP is more than 0.02 below the value its model card
+quotes (models/<name>.ci.json). Then a training smoke test on the generated
+audio features: a few steps of nystream_ref.train lower the loss, and the export
+runs in the engine.
+
+The generators fetch Debian packages into ~/.cache/nystream/debs on first use
+(network), then work offline.
+
+  test_shipped_models.py SOURCE_ROOT BUILD_ROOT WORK [--write]
+
+--write records the current mAPs as the card values (after retraining).
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+SOURCE, BUILD, WORK = sys.argv[1:4]
+WRITE = "--write" in sys.argv[4:]
+PYTHON = "/usr/bin/python3"
+FEATURES = os.path.join(BUILD, "cli", "nystream-features")
+INFER = os.path.join(BUILD, "cli", "nystream-infer")
+TOLERANCE = 0.02
+
+# model, generator and its arguments: only validation sources (fraction 1).
+SETS = [
+    ("audio-events", "audio", "audio_mixtures.py",
+     ["--clips", "8", "--val-clip-fraction", "1", "--seed", "1"]),
+    ("video-actions", "video", "video_actions.py",
+     ["--clips", "6", "--val-fraction", "1", "--seed", "7"]),
+]
+
+failures = []
+
+
+def check(condition, what):
+    print(("ok   " if condition else "FAIL ") + what, flush=True)
+    if not condition:
+        failures.append(what)
+
+
+def run(command, **kwargs):
+    print("+ " + " ".join(command), flush=True)
+    subprocess.run(command, check=True, **kwargs)
+
+
+def rescore(name, modality, generator, arguments):
+    model = os.path.join(SOURCE, "models", name + ".safetensors")
+    media = os.path.join(WORK, modality, "media")
+    stamp = os.path.join(media, "arguments.json")
+    if not os.path.exists(stamp) or json.load(open(stamp)) != arguments:
+        run([PYTHON, os.path.join(SOURCE, "models", "data", generator), "--out", media] + arguments)
+        with open(stamp, "w") as f:
+            json.dump(arguments, f)
+    features = os.path.join(WORK, modality, "features")
+    run([PYTHON, os.path.join(SOURCE, "models", "data", "prepare.py"), "--data", media,
+         "--modality", modality, "--features", FEATURES, "--model", model, "--out", features,
+         "--splits", "validation"])
+    sys.path.insert(0, os.path.join(SOURCE, "models"))
+    from nystream_ref import score
+    report = score.score(model, os.path.join(features, "validation"), INFER)
+    card_path = os.path.join(SOURCE, "models", name + ".ci.json")
+    mine = {"mAP": report["mAP"], "clips": report["clips"], "tokens": report["frames"],
+            "generator": generator, "arguments": arguments,
+            "per_class_ap": {c: r["ap"] for c, r in report["per_class"].items()}}
+    if WRITE:
+        with open(card_path, "w") as f:
+            json.dump(mine, f, indent=2)
+            f.write("\n")
+    card = json.load(open(card_path))
+    check(card["arguments"] == arguments, f"{name}: the card's set is this set ({card['arguments']})")
+    check(report["mAP"] >= card["mAP"] - TOLERANCE,
+          f"{name}: mAP {report['mAP']:.4f} on {report['clips']} clips, {report['frames']} tokens "
+          f"(card {card['mAP']:.4f}, tolerance {TOLERANCE})")
+    return features
+
+
+def training_smoke(features):
+    import glob
+    data = sorted(glob.glob(os.path.join(features, "validation", "*.npz")))
+    out = os.path.join(WORK, "smoke")
+    os.makedirs(out, exist_ok=True)
+    summary, model = os.path.join(out, "summary.json"), os.path.join(out, "smoke.safetensors")
+    dims = np.load(data[0])["features"].shape[1]
+    run([PYTHON, "-m", "nystream_ref.train", "--data"] + data +
+        ["--window", "16", "--landmarks", "4", "--input-dim", str(dims), "--embed-dim", "32",
+         "--heads", "2", "--ff-dim", "64", "--steps", "60", "--batch", "32", "--lr", "3e-3",
+         "--extractor", "log-mel", "--modality", "audio", "--summary", summary, "--out", model],
+        cwd=os.path.join(SOURCE, "models"), env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+    s = json.load(open(summary))
+    check(s["loss_last10"] < 0.8 * s["loss_first10"],
+          f"training smoke: loss {s['loss_first10']:.3f} -> {s['loss_last10']:.3f}")
+    scores = os.path.join(out, "scores.csv")
+    run([INFER, "--model", model, "--input", data[0].replace(".npz", ".npy"), "--output", scores])
+    rows = open(scores).read().splitlines()
+    check(len(rows) > 10 and all(",ok," in r for r in rows[1:]),
+          f"training smoke: the export runs in the engine ({len(rows) - 1} tokens)")
+
+
+def main():
+    os.environ["PYTHONPATH"] = os.path.join(SOURCE, "models")
+    features = {}
+    for name, modality, generator, arguments in SETS:
+        features[modality] = rescore(name, modality, generator, arguments)
+    training_smoke(features["audio"])
+    print(f"{len(failures)} failures")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
