@@ -77,7 +77,10 @@ TEST(Alloc, VideoPushAllocatesNothingAfterWarmUp) {
     f.width = 640;
     f.height = 480;
     std::string error;
-    auto x = VideoMotionExtractor::create(VideoMotionParams{}, f, &error);
+    VideoMotionParams params;
+    // The optional parts too (their buffers are sized at create()).
+    params.compensate_camera = params.motion_histograms = pf == PixelFormat::kGRAY8;
+    auto x = VideoMotionExtractor::create(params, f, &error);
     ASSERT_TRUE(x) << error;
     std::vector<std::uint8_t> frames(x->frame_bytes() * 4);
     std::mt19937 rng(1);

@@ -2,6 +2,8 @@
 // streaming == offline, formats, bad input.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <functional>
 #include <random>
@@ -85,6 +87,23 @@ TEST(VideoMotionParams, DefaultsAndErrors) {
   EXPECT_FALSE(VideoMotionParams::parse("{\"fps\": 7}", &q, &error));
   EXPECT_NE(error.find("unknown key 'fps'"), std::string::npos) << error;
   EXPECT_FALSE(VideoMotionParams::parse("{\"search_range\": 0}", &q, &error));
+  // The optional parts: off by default, written back, booleans only.
+  EXPECT_NE(p.to_json().find("\"motion_histograms\":false"), std::string::npos) << p.to_json();
+  EXPECT_NE(p.to_json().find("\"compensate_camera\":false"), std::string::npos) << p.to_json();
+  ASSERT_TRUE(VideoMotionParams::parse("{\"motion_histograms\": true}", &q, &error)) << error;
+  EXPECT_EQ(q.dim(), p.dim() + VideoMotionParams::kHistogramFeatures);
+  ASSERT_TRUE(VideoMotionParams::parse("{\"compensate_camera\": true, \"motion_histograms\": true}", &q, &error))
+      << error;
+  EXPECT_EQ(q.dim(), p.dim() + VideoMotionParams::kCameraFeatures + VideoMotionParams::kHistogramFeatures);
+  EXPECT_EQ(VideoMotionParams::kHistogramFeatures, 47);
+  VideoMotionParams r;
+  ASSERT_TRUE(VideoMotionParams::parse(q.to_json(), &r, &error)) << error;
+  EXPECT_TRUE(r.compensate_camera && r.motion_histograms);
+  EXPECT_EQ(r.to_json(), q.to_json());
+  EXPECT_FALSE(VideoMotionParams::parse("{\"motion_histograms\": 1}", &q, &error));
+  EXPECT_NE(error.find("true or false"), std::string::npos) << error;
+  EXPECT_FALSE(VideoMotionParams::parse("{\"motion_histogram\": true}", &q, &error));
+  EXPECT_NE(error.find("unknown key"), std::string::npos) << error;
 }
 
 // What the action classes need: the sign of the motion tells left from right,
@@ -173,7 +192,10 @@ TEST(VideoMotion, StreamingEqualsOfflineForRandomSplits) {
   const Path path = [](double t, double* x, double* y, double* w, double* h) {
     *x = 250 - 70 * t; *y = 60 + 30 * std::sin(5 * t); *w = 50; *h = 110; };
   const std::vector<std::uint8_t> video = render(path, 3.0, 30);
-  auto x = make(gray(30));
+  VideoMotionParams extended;
+  extended.compensate_camera = extended.motion_histograms = true;
+  for (const VideoMotionParams& params : {VideoMotionParams{}, extended}) {
+  auto x = make(gray(30), params);
   TokenCollector whole;
   ASSERT_EQ(x->push(video.data(), video.size(), 0, whole), PushStatus::kOk);  // all 90 frames at once
   x->drain(kNoTimestamp, whole);
@@ -193,6 +215,7 @@ TEST(VideoMotion, StreamingEqualsOfflineForRandomSplits) {
     x->drain(kNoTimestamp, split);
     ASSERT_EQ(split.count(), whole.count());
     EXPECT_EQ(split.data, whole.data) << "seed " << seed;
+  }
   }
 }
 
@@ -246,6 +269,195 @@ TEST(VideoMotion, EveryFormatGivesTheSameDescriptor) {
     EXPECT_LT(max_thumb, 0.03) << to_string(f);  // studio-range YUV and rounding
     EXPECT_LT(max_dx, 0.05) << to_string(f);
   }
+}
+
+// --- compensate_camera and motion_histograms --------------------------------
+
+// A smooth, non-periodic texture (world coordinates, full-resolution pixels).
+double texture(double X, double Y) {
+  return 120 + 35 * std::sin(0.061 * X + 0.8 * std::sin(0.023 * Y)) + 30 * std::cos(0.052 * Y - 0.6 * std::sin(0.019 * X)) +
+         20 * std::sin(0.037 * (X + Y));
+}
+
+// Frames whose pixel (row r, column c) at time t is pixel(t, r, c).
+std::vector<std::uint8_t> render_fn(const std::function<double(double, int, int)>& pixel, double seconds, int fps) {
+  const int frames = static_cast<int>(seconds * fps);
+  std::vector<std::uint8_t> out(static_cast<std::size_t>(frames) * kW * kH);
+  for (int i = 0; i < frames; ++i)
+    for (int r = 0; r < kH; ++r)
+      for (int c = 0; c < kW; ++c)
+        out[(static_cast<std::size_t>(i) * kH + r) * kW + c] =
+            static_cast<std::uint8_t>(std::clamp(pixel(static_cast<double>(i) / fps, r, c) + 0.5, 0.0, 255.0));
+  return out;
+}
+
+VideoMotionParams extended(bool compensate) {
+  VideoMotionParams p;
+  p.compensate_camera = compensate;
+  p.motion_histograms = true;
+  return p;
+}
+
+// Offsets of the optional parts.
+int camera_offset(const VideoMotionParams& p) {
+  return p.thumb_width * p.thumb_height + 3 * p.grid_cols * p.grid_rows + VideoMotionParams::kGlobalFeatures;
+}
+int hist_offset(const VideoMotionParams& p) {
+  return camera_offset(p) + (p.compensate_camera ? VideoMotionParams::kCameraFeatures : 0);
+}
+enum Hist { kUpper = 0, kLower = 17, kHMoving = 34, kHVx = 35, kHVy = 36, kHDvx = 37, kHDvy = 38, kHAy = 39,
+            kHSx = 40, kHSy = 41, kHDiv = 44, kHCurl = 45 };
+
+// Mean of descriptor value `index` over tokens [from, to).
+double value_mean(const TokenCollector& t, int index, int from, int to) {
+  double sum = 0;
+  for (int k = from; k < to; ++k) sum += t.data[static_cast<std::size_t>(k) * t.dim + index];
+  return sum / (to - from);
+}
+// Weight of a half's histogram in direction bin d (0 right, 2 down, 4 left, 6 up), both speeds.
+double direction(const TokenCollector& t, const VideoMotionParams& p, int half, int d, int from, int to) {
+  return value_mean(t, hist_offset(p) + half + 1 + d, from, to) + value_mean(t, hist_offset(p) + half + 9 + d, from, to);
+}
+double moving_weight(const TokenCollector& t, const VideoMotionParams& p, int half, int from, int to) {
+  double sum = 0;
+  for (int b = 1; b < VideoMotionParams::kHistogramBins; ++b) sum += value_mean(t, hist_offset(p) + half + b, from, to);
+  return sum;
+}
+
+// The optional parts only append: without compensation the version-1 values
+// are unchanged, bit for bit.
+TEST(VideoMotion, HistogramsAppendToTheVersion1Descriptor) {
+  const Path path = [](double t, double* x, double* y, double* w, double* h) {
+    *x = 30 + 80 * t; *y = 40 + 10 * t; *w = 40; *h = 100; };
+  const std::vector<std::uint8_t> video = render(path, 2.0, 30);
+  auto plain = make(gray(30));
+  const VideoMotionParams p = extended(false);
+  auto x = make(gray(30), p);
+  EXPECT_EQ(x->dim(), plain->dim() + VideoMotionParams::kHistogramFeatures);
+  const TokenCollector a = run(*plain, video, 30), b = run(*x, video, 30);
+  ASSERT_EQ(a.count(), b.count());
+  for (int k = 0; k < a.count(); ++k)
+    ASSERT_TRUE(std::equal(a.data.begin() + k * a.dim, a.data.begin() + (k + 1) * a.dim, b.data.begin() + k * b.dim))
+        << "token " << k;
+  // Walking right: the motion is in the "right" bins and the mean is positive.
+  EXPECT_GT(value_mean(b, hist_offset(p) + kHVx, 2, 18), 0.1);
+  EXPECT_GT(direction(b, p, kUpper, 0, 2, 18) + direction(b, p, kLower, 0, 2, 18),
+            5 * (direction(b, p, kUpper, 4, 2, 18) + direction(b, p, kLower, 4, 2, 18)));
+}
+
+// The camera pans over a textured, static scene (an object standing still in
+// it): with compensation the shift is found and almost nothing moves.
+TEST(VideoMotion, CompensationCancelsAPanningCamera) {
+  // 100 px/s right and 40 px/s down in the world: the image moves left and up,
+  // 2 and 0.8 analysis pixels per token.
+  const auto pixel = [](double t, int r, int c) {
+    const double X = c + 100 * t, Y = r + 40 * t;
+    if (X > 150 && X < 200 && Y > 60 && Y < 180) return 230.0 - 0.5 * texture(3 * X, Y);  // the object
+    return texture(X, Y);
+  };
+  const std::vector<std::uint8_t> video = render_fn(pixel, 2.0, 30);
+  const VideoMotionParams off = extended(false), on = extended(true);
+  auto a = make(gray(30), off);
+  auto b = make(gray(30), on);
+  const TokenCollector raw = run(*a, video, 30), comp = run(*b, video, 30);
+  ASSERT_EQ(comp.count(), 20);
+  const int cam = camera_offset(on);
+  const double shift_x = value_mean(comp, cam, 1, 20) * on.search_range;
+  const double shift_y = value_mean(comp, cam + 1, 1, 20) * on.search_range;
+  const double raw_moving = value_mean(raw, hist_offset(off) + kHMoving, 1, 20);
+  const double comp_moving = value_mean(comp, hist_offset(on) + kHMoving, 1, 20);
+  const double raw_energy = global_mean(raw, off, kEnergy, 1, 20), comp_energy = global_mean(comp, on, kEnergy, 1, 20);
+  std::printf("camera shift (%+.2f, %+.2f) px/token; moving blocks %.2f -> %.2f; energy %.4f -> %.4f; "
+              "grid dx %+.3f -> %+.3f\n", shift_x, shift_y, raw_moving, comp_moving, raw_energy, comp_energy,
+              global_mean(raw, off, kDx, 1, 20), global_mean(comp, on, kDx, 1, 20));
+  EXPECT_NEAR(shift_x, -2.0, 0.25);
+  EXPECT_NEAR(shift_y, -0.8, 0.25);
+  EXPECT_GT(raw_moving, 0.5);   // uncompensated, the whole picture moves
+  EXPECT_LT(comp_moving, 0.1);  // what is left: bilinear interpolation of the fine texture
+  EXPECT_LT(comp_energy, 0.25 * raw_energy);
+  EXPECT_LT(std::abs(global_mean(comp, on, kDx, 1, 20)), 0.05);
+  EXPECT_LT(std::abs(value_mean(comp, hist_offset(on) + kHVx, 1, 20)), 0.1);
+  // A brightness drift (4% per token) is part of the camera too.
+  auto c = make(gray(30), on);
+  const TokenCollector dim_down = run(*c, render_fn([&](double t, int r, int col) {
+    return pixel(t, r, col) * (1.0 - 0.4 * t); }, 1.0, 30), 30);
+  EXPECT_LT(value_mean(dim_down, cam + 2, 1, 10), -0.02);
+  EXPECT_LT(value_mean(dim_down, hist_offset(on) + kHMoving, 1, 10), 0.05);
+}
+
+// An object walking right while the camera follows it faster: in the picture
+// it stands still and the background runs left; relative to the scene it
+// walks right, which is what the compensated histograms report.
+TEST(VideoMotion, CompensatedHistogramsShowTheRelativeMotion) {
+  const auto pixel = [](double t, int r, int c) {
+    const double X = c + 100 * t, Y = r;  // camera: 2 analysis pixels per token to the right
+    const double ox = 130 + 60 * t;        // the object's world x: walks right, slower
+    const double u = X - ox;
+    if (u > 0 && u < 60 && Y > 60 && Y < 190) return 235.0 - 0.6 * texture(2 * u + 500, 1.5 * Y);
+    return texture(X, Y);
+  };
+  const std::vector<std::uint8_t> video = render_fn(pixel, 2.0, 30);
+  const VideoMotionParams off = extended(false), on = extended(true);
+  auto a = make(gray(30), off);
+  auto b = make(gray(30), on);
+  const TokenCollector raw = run(*a, video, 30), comp = run(*b, video, 30);
+  const double right = direction(comp, on, kUpper, 0, 2, 19) + direction(comp, on, kLower, 0, 2, 19);
+  const double left = direction(comp, on, kUpper, 4, 2, 19) + direction(comp, on, kLower, 4, 2, 19);
+  const double raw_left = direction(raw, off, kUpper, 4, 2, 19) + direction(raw, off, kLower, 4, 2, 19);
+  const double vx = value_mean(comp, hist_offset(on) + kHVx, 2, 19) * on.search_range;
+  std::printf("compensated: right %.3f left %.3f, mean vx %+.2f px/token (expected +1.2); uncompensated left %.3f\n",
+              right, left, vx, raw_left);
+  EXPECT_GT(right, 0.4);
+  EXPECT_GT(right, 5 * left);
+  EXPECT_NEAR(vx, 1.0, 0.5);  // blocks on the object's edges see less
+  EXPECT_GT(raw_left, 0.4);  // without compensation the background dominates, moving left
+}
+
+// Swaying (the top of the body moves, the feet stay: a shear about the feet,
+// like the data set's "wave") against walking (the whole body translates):
+// the upper part moves faster than the lower one only when swaying.
+TEST(VideoMotion, UpperAndLowerHistogramsTellSwayingFromWalking) {
+  const auto scene = [](double shift_top, double shift_all) {
+    return [=](int r, int c) {
+      const double top = 60, bottom = 200, height = bottom - top;
+      if (r >= top && r < bottom) {
+        const double lift = (bottom - r) / height;  // 1 at the top, 0 at the feet
+        const double u = c - 130 - shift_all - shift_top * lift;
+        if (u > 0 && u < 50) return 225.0 - 0.5 * texture(3 * u + 900, 2 * r);
+      }
+      return 40.0 + ((r / 16 + c / 16) % 2) * 10;
+    };
+  };
+  const VideoMotionParams p = extended(true);
+  auto x = make(gray(30), p);
+  const TokenCollector sway = run(*x, render_fn([&](double t, int r, int c) {
+    return scene(20 * std::sin(2 * M_PI * 1.5 * t), 0)(r, c); }, 3.0, 30), 30);
+  const TokenCollector walk = run(*x, render_fn([&](double t, int r, int c) {
+    return scene(0, 60 * t)(r, c); }, 3.0, 30), 30);
+  auto fast_share = [&](const TokenCollector& t, int half) {
+    double fast = 0;
+    for (int b = 9; b < 17; ++b) fast += value_mean(t, hist_offset(p) + half + b, 2, 28);
+    return fast / std::max(1e-9, moving_weight(t, p, half, 2, 28));
+  };
+  double sway_dvx = 0, walk_dvx = 0;
+  for (int k = 2; k < 28; ++k) {
+    sway_dvx += std::abs(value_mean(sway, hist_offset(p) + kHDvx, k, k + 1)) / 26;
+    walk_dvx += std::abs(value_mean(walk, hist_offset(p) + kHDvx, k, k + 1)) / 26;
+  }
+  const double sway_still_lower = value_mean(sway, hist_offset(p) + kLower, 2, 28);
+  const double walk_still_lower = value_mean(walk, hist_offset(p) + kLower, 2, 28);
+  std::printf("sway: |upper-lower vx| %.3f, fast share upper %.2f lower %.2f, still lower %.3f\n", sway_dvx,
+              fast_share(sway, kUpper), fast_share(sway, kLower), sway_still_lower);
+  std::printf("walk: |upper-lower vx| %.3f, fast share upper %.2f lower %.2f, still lower %.3f\n", walk_dvx,
+              fast_share(walk, kUpper), fast_share(walk, kLower), walk_still_lower);
+  EXPECT_GT(sway_dvx, 2 * walk_dvx + 0.05);
+  EXPECT_GT(fast_share(sway, kUpper) - fast_share(sway, kLower), 0.2);
+  EXPECT_LT(std::abs(fast_share(walk, kUpper) - fast_share(walk, kLower)), 0.2);
+  // Walking moves right in both halves; swaying alternates (both directions).
+  EXPECT_GT(direction(walk, p, kUpper, 0, 2, 28), 5 * direction(walk, p, kUpper, 4, 2, 28));
+  EXPECT_GT(direction(walk, p, kLower, 0, 2, 28), 5 * direction(walk, p, kLower, 4, 2, 28));
+  const double sr = direction(sway, p, kUpper, 0, 2, 28), sl = direction(sway, p, kUpper, 4, 2, 28);
+  EXPECT_GT(std::min(sr, sl), 0.3 * std::max(sr, sl));
 }
 
 TEST(VideoMotion, BadInputIsReported) {

@@ -6,21 +6,39 @@
 #include <cstring>
 
 namespace nystream::detail {
+namespace {
+
+constexpr int kHistBlock = 8;  // motion_histograms: block side and step, analysis pixels
+constexpr int kHistStep = 4;
+
+}  // namespace
 
 MotionDescriptor::MotionDescriptor(const VideoMotionParams& params, int stride)
     : p_(params), stride_(stride), pad_stride_(params.analysis_width + 2 * params.search_range) {
   padded_.assign(static_cast<std::size_t>(pad_stride_) * (params.analysis_height + 2 * params.search_range), 0);
   const int side = 2 * params.search_range + 1;
   sad_.assign(static_cast<std::size_t>(side) * side, 0);
+  if (params.compensate_camera) {
+    work_.assign(static_cast<std::size_t>(params.analysis_width) * params.analysis_height, 0);
+    const std::size_t blocks = static_cast<std::size_t>((params.analysis_width - kHistBlock) / kHistStep + 1) *
+                               ((params.analysis_height - kHistBlock) / kHistStep + 1);
+    shift_x_.assign(blocks, 0.0f);
+    shift_y_.assign(blocks, 0.0f);
+  }
+  if (params.motion_histograms) {
+    hist_cols_ = (params.analysis_width - kHistBlock) / kHistStep + 1;
+    hist_rows_ = (params.analysis_height - kHistBlock) / kHistStep + 1;
+    blocks_.resize(static_cast<std::size_t>(hist_cols_) * hist_rows_);
+  }
 }
 
-void MotionDescriptor::reset() noexcept { have_previous_stats_ = false; }
+void MotionDescriptor::reset() noexcept { have_previous_stats_ = have_previous_hist_ = false; }
 
 // Edge replication lets every candidate offset read in bounds without checks.
-void MotionDescriptor::pad_previous(const std::uint8_t* prev) noexcept {
+void MotionDescriptor::pad_previous(const std::uint8_t* prev, int src_stride) noexcept {
   const int R = p_.search_range, W = p_.analysis_width, H = p_.analysis_height;
   for (int y = -R; y < H + R; ++y) {
-    const std::uint8_t* src = prev + static_cast<std::ptrdiff_t>(std::clamp(y, 0, H - 1)) * stride_;
+    const std::uint8_t* src = prev + static_cast<std::ptrdiff_t>(std::clamp(y, 0, H - 1)) * src_stride;
     std::uint8_t* dst = padded_.data() + static_cast<std::ptrdiff_t>(y + R) * pad_stride_;
     std::memset(dst, src[0], R);
     std::memcpy(dst + R, src, W);
@@ -29,9 +47,15 @@ void MotionDescriptor::pad_previous(const std::uint8_t* prev) noexcept {
 }
 
 void MotionDescriptor::match_block(const std::uint8_t* cur, int bx, int by, float* dx, float* dy) noexcept {
+  const int bw = p_.block_width(), bh = p_.block_height(), R = p_.search_range;
+  match(cur, bx * bw, by * bh, bw, bh, dx, dy);
+  *dx = *dx / R;
+  *dy = *dy / R;
+}
+
+void MotionDescriptor::match(const std::uint8_t* cur, int x0, int y0, int bw, int bh, float* dx,
+                             float* dy) noexcept {
   const int R = p_.search_range, side = 2 * R + 1;
-  const int bw = p_.block_width(), bh = p_.block_height();
-  const int x0 = bx * bw, y0 = by * bh;
   int best = -1, best_u = 0, best_v = 0;
   for (int v = -R; v <= R; ++v) {
     for (int u = -R; u <= R; ++u) {
@@ -65,8 +89,8 @@ void MotionDescriptor::match_block(const std::uint8_t* cur, int bx, int by, floa
   if (best_v > -R && best_v < R)
     sv = refine(sad_[(best_v + R - 1) * side + best_u + R], best, sad_[(best_v + R + 1) * side + best_u + R]);
   // The block's content came from (x + u, y + v) in the previous frame: it moved by -(u, v).
-  *dx = -(best_u + su) / R;
-  *dy = -(best_v + sv) / R;
+  *dx = -(best_u + su);
+  *dy = -(best_v + sv);
 }
 
 void MotionDescriptor::compute(const std::uint8_t* cur, const std::uint8_t* prev, float* out) noexcept {
@@ -87,13 +111,19 @@ void MotionDescriptor::compute(const std::uint8_t* cur, const std::uint8_t* prev
   const int cols = p_.grid_cols, rows = p_.grid_rows, cells = cols * rows;
   float* grid = out + tw * th;
   float* global = grid + 3 * cells;
-  std::fill(grid, grid + 3 * cells + VideoMotionParams::kGlobalFeatures, 0.0f);
+  float* camera = global + VideoMotionParams::kGlobalFeatures;
+  float* hist = camera + (p_.compensate_camera ? VideoMotionParams::kCameraFeatures : 0);
+  std::fill(grid, hist + (p_.motion_histograms ? VideoMotionParams::kHistogramFeatures : 0), 0.0f);
   global[14] = static_cast<float>(brightness);
   if (!prev) {
-    have_previous_stats_ = false;
+    have_previous_stats_ = have_previous_hist_ = false;
     return;
   }
-  pad_previous(prev);
+  if (p_.compensate_camera)
+    compensate(cur, prev, camera);
+  else
+    pad_previous(prev, stride_);
+  if (p_.motion_histograms) histograms(cur, hist);
   const int bw = p_.block_width(), bh = p_.block_height(), R = p_.search_range;
   double prev_brightness = 0, total_energy = 0;
   double w_sum = 0, wx = 0, wy = 0, wdx = 0, wdy = 0;
@@ -171,6 +201,189 @@ void MotionDescriptor::compute(const std::uint8_t* cur, const std::uint8_t* prev
   prev_cy_ = static_cast<float>(cy);
   prev_sx_ = sx;
   prev_sy_ = sy;
+}
+
+// Camera compensation: the gain (ratio of mean brightness) and the global shift
+// (median of the block vectors), then the previous image scaled by the gain and
+// shifted (bilinear) onto the current one.
+void MotionDescriptor::compensate(const std::uint8_t* cur, const std::uint8_t* prev, float* camera) noexcept {
+  const int R = p_.search_range, W = p_.analysis_width, H = p_.analysis_height;
+  std::int64_t sum_cur = 0, sum_prev = 0;
+  for (int y = 0; y < H; ++y) {
+    const std::uint8_t* a = cur + static_cast<std::ptrdiff_t>(y) * stride_;
+    const std::uint8_t* b = prev + static_cast<std::ptrdiff_t>(y) * stride_;
+    for (int x = 0; x < W; ++x) {
+      sum_cur += a[x];
+      sum_prev += b[x];
+    }
+  }
+  const double gain = sum_prev > 0 && sum_cur > 0
+                          ? std::clamp(static_cast<double>(sum_cur) / static_cast<double>(sum_prev), 0.5, 2.0)
+                          : 1.0;
+  std::uint8_t lut[256];
+  for (int i = 0; i < 256; ++i) lut[i] = static_cast<std::uint8_t>(std::min(255.0, std::floor(i * gain + 0.5)));
+  for (int y = 0; y < H; ++y) {
+    const std::uint8_t* b = prev + static_cast<std::ptrdiff_t>(y) * stride_;
+    std::uint8_t* w = work_.data() + static_cast<std::ptrdiff_t>(y) * W;
+    for (int x = 0; x < W; ++x) w[x] = lut[b[x]];
+  }
+  pad_previous(work_.data(), W);
+  // The camera's motion is the median of the block vectors (8 x 8 blocks every
+  // 4 pixels, those with texture to match): an object covering less than half
+  // the textured blocks cannot pull it, however much contrast it has.
+  const int side = 2 * R + 1;
+  std::size_t n = 0;
+  for (int y0 = 0; y0 + kHistBlock <= H; y0 += kHistStep)
+    for (int x0 = 0; x0 + kHistBlock <= W; x0 += kHistStep) {
+      float dx, dy;
+      match(cur, x0, y0, kHistBlock, kHistBlock, &dx, &dy);
+      const auto [lo, hi] = std::minmax_element(sad_.begin(), sad_.begin() + side * side);
+      if (*hi - *lo < 2 * kHistBlock * kHistBlock) continue;  // flat: any shift fits
+      shift_x_[n] = dx;
+      shift_y_[n] = dy;
+      ++n;
+    }
+  double fu = 0, fv = 0;  // cur(x, y) ~ prev(x + fu, y + fv): the scene moved by -(fu, fv)
+  if (n >= 3) {
+    std::nth_element(shift_x_.begin(), shift_x_.begin() + n / 2, shift_x_.begin() + n);
+    std::nth_element(shift_y_.begin(), shift_y_.begin() + n / 2, shift_y_.begin() + n);
+    fu = -shift_x_[n / 2];
+    fv = -shift_y_[n / 2];
+  }
+  camera[0] = static_cast<float>(-fu / R);
+  camera[1] = static_cast<float>(-fv / R);
+  camera[2] = static_cast<float>(std::log(gain));
+  // Bilinear shift of the gain-scaled image (still in work_'s padded copy) by
+  // (fu, fv): constant weights, coordinates clamped (edge replication).
+  const int iu = static_cast<int>(std::floor(fu)), iv = static_cast<int>(std::floor(fv));
+  const double ax = fu - iu, ay = fv - iv;
+  const float w00 = static_cast<float>((1 - ax) * (1 - ay)), w01 = static_cast<float>(ax * (1 - ay));
+  const float w10 = static_cast<float>((1 - ax) * ay), w11 = static_cast<float>(ax * ay);
+  for (int y = 0; y < H; ++y) {
+    const int y0 = std::clamp(y + iv, -R, H - 1 + R), y1 = std::clamp(y + iv + 1, -R, H - 1 + R);
+    const std::uint8_t* r0 = padded_.data() + static_cast<std::ptrdiff_t>(y0 + R) * pad_stride_ + R;
+    const std::uint8_t* r1 = padded_.data() + static_cast<std::ptrdiff_t>(y1 + R) * pad_stride_ + R;
+    std::uint8_t* w = work_.data() + static_cast<std::ptrdiff_t>(y) * W;
+    const std::uint8_t* c = cur + static_cast<std::ptrdiff_t>(y) * stride_;
+    const bool row_inside = y + fv >= 0 && y + fv <= H - 1;
+    for (int x = 0; x < W; ++x) {
+      // Scene the previous frame did not show: taken from the current frame, so
+      // the edge the camera uncovers does not look like motion.
+      if (!row_inside || x + fu < 0 || x + fu > W - 1) {
+        w[x] = c[x];
+        continue;
+      }
+      const int x0 = std::clamp(x + iu, -R, W - 1 + R), x1 = std::clamp(x + iu + 1, -R, W - 1 + R);
+      const float value = w00 * r0[x0] + w01 * r0[x1] + w10 * r1[x0] + w11 * r1[x1];
+      w[x] = static_cast<std::uint8_t>(std::min(255.0f, value + 0.5f));
+    }
+  }
+  pad_previous(work_.data(), W);
+}
+
+// Translation-invariant motion: 8 x 8 blocks every 4 pixels whose mean
+// |difference| reaches motion_threshold are matched; their vectors, weighted by
+// the difference, fill direction x speed histograms of the part above and below
+// the weighted centroid, and give the region's mean motion, spread, scale
+// change, divergence and rotation (least squares about the centroid).
+void MotionDescriptor::histograms(const std::uint8_t* cur, float* out) noexcept {
+  const int R = p_.search_range, H = p_.analysis_height;
+  const int bins = VideoMotionParams::kHistogramBins;
+  float* upper = out;
+  float* lower = out + bins;
+  float* scalar = out + 2 * bins;
+  std::size_t n = 0;
+  double w_sum = 0, wx = 0, wy = 0;
+  for (int by = 0; by < hist_rows_; ++by)
+    for (int bx = 0; bx < hist_cols_; ++bx) {
+      const int x0 = bx * kHistStep, y0 = by * kHistStep;
+      int diff = 0;
+      for (int y = y0; y < y0 + kHistBlock; ++y) {
+        const std::uint8_t* a = cur + static_cast<std::ptrdiff_t>(y) * stride_;
+        const std::uint8_t* b = padded_.data() + static_cast<std::ptrdiff_t>(y + R) * pad_stride_ + R;
+        for (int x = x0; x < x0 + kHistBlock; ++x) diff += std::abs(static_cast<int>(a[x]) - static_cast<int>(b[x]));
+      }
+      const float mean_diff = static_cast<float>(diff) / (kHistBlock * kHistBlock);
+      if (diff == 0 || mean_diff < p_.motion_threshold) continue;
+      Block& k = blocks_[n++];
+      match(cur, x0, y0, kHistBlock, kHistBlock, &k.dx, &k.dy);
+      k.w = mean_diff / 255.0f;
+      k.x = x0 + 0.5f * kHistBlock;
+      k.y = y0 + 0.5f * kHistBlock;
+      w_sum += k.w;
+      wx += k.w * k.x;
+      wy += k.w * k.y;
+    }
+  scalar[0] = static_cast<float>(n) / static_cast<float>(blocks_.size());
+  if (n == 0 || w_sum < 1e-6) {
+    have_previous_hist_ = false;
+    return;
+  }
+  const double cx = wx / w_sum, cy = wy / w_sum;
+  const double still = H / 96.0, fast = H / 24.0;  // 0.5 and 2 pixels at 48 rows
+  const double kPi = 3.14159265358979323846;
+  double vx = 0, vy = 0, uw = 0, uvx = 0, uvy = 0, lw = 0, lvx = 0, lvy = 0;
+  double sxx = 0, syy = 0, div = 0, curl = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const Block& k = blocks_[i];
+    const double rx = k.x - cx, ry = k.y - cy;
+    const bool is_upper = k.y < cy;
+    float* h = is_upper ? upper : lower;
+    const double m = std::hypot(static_cast<double>(k.dx), static_cast<double>(k.dy));
+    if (m < still) {
+      h[0] += k.w;
+    } else {
+      // Eight directions 45 degrees apart from "right" (0) through "down" (2),
+      // "left" (4), "up" (6); a vector between two shares its weight linearly.
+      double pos = std::atan2(static_cast<double>(k.dy), static_cast<double>(k.dx)) / (kPi / 4);
+      if (pos < 0) pos += 8;
+      const int i0 = static_cast<int>(pos) % 8, i1 = (i0 + 1) % 8;
+      const double f = std::clamp(pos - std::floor(pos), 0.0, 1.0);
+      float* dirs = h + 1 + (m < fast ? 0 : 8);
+      dirs[i0] += static_cast<float>((1 - f) * k.w);
+      dirs[i1] += static_cast<float>(f * k.w);
+    }
+    vx += k.w * k.dx;
+    vy += k.w * k.dy;
+    (is_upper ? uw : lw) += k.w;
+    (is_upper ? uvx : lvx) += k.w * k.dx;
+    (is_upper ? uvy : lvy) += k.w * k.dy;
+    sxx += k.w * rx * rx;
+    syy += k.w * ry * ry;
+    div += k.w * (rx * k.dx + ry * k.dy);
+    curl += k.w * (rx * k.dy - ry * k.dx);
+  }
+  const float norm = static_cast<float>(1.0 / w_sum);
+  for (int b = 0; b < 2 * bins; ++b) out[b] *= norm;
+  vx /= w_sum;
+  vy /= w_sum;
+  scalar[1] = static_cast<float>(vx / R);
+  scalar[2] = static_cast<float>(vy / R);
+  if (uw > 0 && lw > 0) {
+    scalar[3] = static_cast<float>((uvx / uw - lvx / lw) / R);
+    scalar[4] = static_cast<float>((uvy / uw - lvy / lw) / R);
+  }
+  // Spread in analysis rows (so x and y share a scale); a single block counts
+  // as its own size.
+  const double floor_var = kHistBlock * kHistBlock / 12.0;
+  const double hsx = std::sqrt(sxx / w_sum + floor_var), hsy = std::sqrt(syy / w_sum + floor_var);
+  scalar[6] = static_cast<float>(hsx / H);
+  scalar[7] = static_cast<float>(hsy / H);
+  const double r2 = sxx + syy;
+  if (r2 > w_sum) {  // at least a pixel of spread: a rate about the centroid makes sense
+    scalar[10] = static_cast<float>(std::clamp(div / r2, -1.0, 1.0));
+    scalar[11] = static_cast<float>(std::clamp(curl / r2, -1.0, 1.0));
+  }
+  scalar[12] = static_cast<float>(std::clamp(std::log(hsy / hsx), -3.0, 3.0));
+  if (have_previous_hist_) {
+    scalar[5] = static_cast<float>(vy / R - prev_vy_);
+    scalar[8] = static_cast<float>(std::clamp(std::log(hsx / prev_hsx_), -1.0, 1.0));
+    scalar[9] = static_cast<float>(std::clamp(std::log(hsy / prev_hsy_), -1.0, 1.0));
+  }
+  have_previous_hist_ = true;
+  prev_vy_ = static_cast<float>(vy / R);
+  prev_hsx_ = static_cast<float>(hsx);
+  prev_hsy_ = static_cast<float>(hsy);
 }
 
 }  // namespace nystream::detail

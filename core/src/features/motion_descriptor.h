@@ -21,17 +21,37 @@ class MotionDescriptor {
   void reset() noexcept;
 
  private:
-  // Integer best (u, v) and sub-pixel refinement for the block at (bx, by).
+  // Best displacement (analysis pixels, + right / down) of the bw x bh block of
+  // `cur` at (x0, y0) relative to the padded previous image: full search
+  // +-search_range, ties to the shortest vector, parabolic sub-pixel refinement.
+  void match(const std::uint8_t* cur, int x0, int y0, int bw, int bh, float* dx, float* dy) noexcept;
+  // Grid cell (bx, by), in units of search_range.
   void match_block(const std::uint8_t* cur, int bx, int by, float* dx, float* dy) noexcept;
-  void pad_previous(const std::uint8_t* prev) noexcept;
+  // Copies an image (rows `src_stride` apart) into padded_ with edge replication.
+  void pad_previous(const std::uint8_t* prev, int src_stride) noexcept;
+  // compensate_camera: global gain and shift (median block vector) from prev to
+  // cur; leaves padded_
+  // holding prev scaled by the gain and shifted onto cur. Writes kCameraFeatures.
+  void compensate(const std::uint8_t* cur, const std::uint8_t* prev, float* camera) noexcept;
+  // motion_histograms: the translation-invariant part from cur and padded_.
+  void histograms(const std::uint8_t* cur, float* out) noexcept;
 
   VideoMotionParams p_;
   int stride_;
   int pad_stride_;
   std::vector<std::uint8_t> padded_;  // previous image with search_range edge replication
   std::vector<std::int32_t> sad_;     // (2R+1)^2 block-matching costs
+  std::vector<std::uint8_t> work_;    // compensate_camera: W x H gain-scaled / shifted previous image
+  std::vector<float> shift_x_, shift_y_;  // compensate_camera: block vectors, for their median
   bool have_previous_stats_ = false;
   float prev_cx_ = 0, prev_cy_ = 0, prev_sx_ = 0, prev_sy_ = 0;
+
+  // motion_histograms: 8 x 8 blocks every 4 pixels.
+  struct Block { float w, dx, dy, x, y; };
+  int hist_cols_ = 0, hist_rows_ = 0;
+  std::vector<Block> blocks_;  // the moving blocks of the current token
+  bool have_previous_hist_ = false;
+  float prev_vy_ = 0, prev_hsx_ = 0, prev_hsy_ = 0;
 };
 
 }  // namespace nystream::detail

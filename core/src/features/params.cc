@@ -16,7 +16,10 @@ template <typename T>
 bool read_key(const Json& object, const char* key, T* value, std::string* error) {
   const auto it = object.find(key);
   if (it == object.end()) return true;
-  if constexpr (std::is_same_v<T, std::string>) {
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!it->is_boolean()) { *error = std::string("'") + key + "' must be true or false"; return false; }
+    *value = it->template get<bool>();
+  } else if constexpr (std::is_same_v<T, std::string>) {
     if (!it->is_string()) { *error = std::string("'") + key + "' must be a string"; return false; }
     *value = it->template get<std::string>();
   } else if constexpr (std::is_floating_point_v<T>) {
@@ -129,7 +132,8 @@ std::string LogMelParams::to_json() const {
 }
 
 int VideoMotionParams::dim() const {
-  return thumb_width * thumb_height + 3 * grid_cols * grid_rows + kGlobalFeatures;
+  return thumb_width * thumb_height + 3 * grid_cols * grid_rows + kGlobalFeatures +
+         (compensate_camera ? kCameraFeatures : 0) + (motion_histograms ? kHistogramFeatures : 0);
 }
 
 std::string VideoMotionParams::validate() const {
@@ -157,7 +161,8 @@ bool VideoMotionParams::parse(const std::string& json, VideoMotionParams* out, s
   static const std::set<std::string> known = {"token_rate",  "analysis_width", "analysis_height",
                                               "thumb_width", "thumb_height",   "grid_cols",
                                               "grid_rows",   "search_range",   "motion_threshold",
-                                              "timestamp_tolerance_ns"};
+                                              "timestamp_tolerance_ns", "compensate_camera",
+                                              "motion_histograms"};
   Json j;
   VideoMotionParams p;
   std::string e;
@@ -169,7 +174,9 @@ bool VideoMotionParams::parse(const std::string& json, VideoMotionParams* out, s
                   read_key(j, "grid_cols", &p.grid_cols, &e) && read_key(j, "grid_rows", &p.grid_rows, &e) &&
                   read_key(j, "search_range", &p.search_range, &e) &&
                   read_key(j, "motion_threshold", &p.motion_threshold, &e) &&
-                  read_key(j, "timestamp_tolerance_ns", &p.timestamp_tolerance_ns, &e);
+                  read_key(j, "timestamp_tolerance_ns", &p.timestamp_tolerance_ns, &e) &&
+                  read_key(j, "compensate_camera", &p.compensate_camera, &e) &&
+                  read_key(j, "motion_histograms", &p.motion_histograms, &e);
   if (!ok) { *error = "video-motion: " + e; return false; }
   if (!(e = p.validate()).empty()) { *error = "video-motion: " + e; return false; }
   *out = p;
@@ -186,7 +193,9 @@ std::string VideoMotionParams::to_json() const {
             {"grid_rows", grid_rows},
             {"search_range", search_range},
             {"motion_threshold", motion_threshold},
-            {"timestamp_tolerance_ns", timestamp_tolerance_ns}};
+            {"timestamp_tolerance_ns", timestamp_tolerance_ns},
+            {"compensate_camera", compensate_camera},
+            {"motion_histograms", motion_histograms}};
   return j.dump();
 }
 

@@ -58,12 +58,23 @@ struct VideoMotionParams {
                                  // vector is reported as zero (no texture to match)
   std::int64_t timestamp_tolerance_ns = 1000000;  // a frame up to this much after a token's
                                                   // time still counts as at that time
+  // Optional parts (docs/features.md); both off keeps the version-1 descriptor bit for bit.
+  bool compensate_camera = false;  // estimate the global shift + gain between the two frames,
+                                   // measure all motion relative to it; appends kCameraFeatures
+  bool motion_histograms = false;  // appends kHistogramFeatures translation-invariant values:
+                                   // direction x speed histograms of the moving region's upper
+                                   // and lower part, its spread, scale change, rotation, ...
 
   int block_width() const { return analysis_width / grid_cols; }
   int block_height() const { return analysis_height / grid_rows; }
-  // thumbnail + 3 per grid cell (dx, dy, difference energy) + kGlobalFeatures.
+  // thumbnail + 3 per grid cell (dx, dy, difference energy) + kGlobalFeatures
+  // [+ kCameraFeatures] [+ kHistogramFeatures].
   int dim() const;
   static constexpr int kGlobalFeatures = 16;
+  static constexpr int kCameraFeatures = 3;     // shift x, y (/ search_range), ln gain
+  static constexpr int kHistogramBins = 17;     // per half: still + 8 directions x 2 speeds
+  static constexpr int kHistogramScalars = 13;
+  static constexpr int kHistogramFeatures = 2 * kHistogramBins + kHistogramScalars;
   std::string validate() const;
   static bool parse(const std::string& json, VideoMotionParams* out, std::string* error);
   std::string to_json() const;
