@@ -23,6 +23,11 @@
 //                mean |difference| (0..1)
 //   [global]     kGlobalFeatures summary values (motion centroid, spread and their
 //                change, weighted mean motion, divergence, curl, ...)
+//   [camera]     compensate_camera only: camera shift and gain; all motion above
+//                and below is then measured relative to the camera
+//   [histograms] motion_histograms only: translation-invariant direction x speed
+//                histograms of the moving region's upper and lower part, its
+//                spread, scale change, divergence, rotation, ...
 // The first token after a reset has no previous frame: its motion part is zero.
 //
 // Threading: one thread at a time. push(), drain() and reset() allocate nothing
