@@ -15,9 +15,9 @@
 #                      JSON lines, until Ctrl-C
 #
 # Settings (environment):
-#   AUDIO_MODEL   audio model file (default $NYSTREAM_TEST_MODELS/audio-random.safetensors,
-#                 the random-weight model the build writes: real timing, meaningless labels)
-#   VIDEO_MODEL   video model file (default $NYSTREAM_TEST_MODELS/video-random.safetensors)
+#   AUDIO_MODEL   audio model file (default: the shipped models/audio-events.safetensors,
+#                 the element's own default)
+#   VIDEO_MODEL   video model file (default: the shipped models/video-actions.safetensors)
 #   RESULTS       where nymetaconvert writes the JSON lines (default "-": stdout)
 #   VIDEO_SINK    display sink of the overlay lines (default autovideosink)
 #   AUDIO_SINK    av-overlay's audio output (default: audioconvert ! audioresample
@@ -42,9 +42,9 @@
 # as fast as the CPU allows.
 set -eu
 
-models=${NYSTREAM_TEST_MODELS:-build/tests/plugin}
-AUDIO_MODEL=${AUDIO_MODEL:-$models/audio-random.safetensors}
-VIDEO_MODEL=${VIDEO_MODEL:-$models/video-random.safetensors}
+models=$(dirname "$0")/../models
+AUDIO_MODEL=${AUDIO_MODEL:-$models/audio-events.safetensors}
+VIDEO_MODEL=${VIDEO_MODEL:-$models/video-actions.safetensors}
 RESULTS=${RESULTS:--}
 VIDEO_SINK=${VIDEO_SINK:-autovideosink}
 AUDIO_SINK=${AUDIO_SINK:-audioconvert ! audioresample ! autoaudiosink}

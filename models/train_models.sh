@@ -34,14 +34,14 @@ train_variant() {  # modality variant name -- train args
   out=$work/$modality/runs
   mkdir -p "$out"
   case $variant in
-    nystrom-continual) arch="--attention nystrom --schedule continual" ;;
-    nystrom-fixed) arch="--attention nystrom --schedule fixed" ;;
-    nystrom-batch) arch="--attention nystrom --schedule continual --landmark-phase window" ;;
-    softmax) arch="--attention softmax" ;;
+    nystrom-continual) attention="--attention nystrom --schedule continual" ;;
+    nystrom-fixed) attention="--attention nystrom --schedule fixed" ;;
+    nystrom-batch) attention="--attention nystrom --schedule continual --landmark-phase window" ;;
+    softmax) attention="--attention softmax" ;;
   esac
   # shellcheck disable=SC2086
   (cd models && $python -m nystream_ref.train --data "$work/$modality/features/train/"*.npz \
-    --name "$name" --modality "$modality" $arch "$@" \
+    --name "$name" --modality "$modality" $attention "$@" \
     --summary "$out/$variant.train.json" --out "$out/$variant.safetensors") \
     2>"$out/$variant.train.log"
   score() {  # suffix [--recompute]
@@ -66,11 +66,12 @@ audio() {
   make_data audio audio_mixtures.py --clips 400 --seed 1
   $python models/data/prepare.py --data "$work/audio/media" --modality audio \
     --features "$features" --out "$work/audio/features"
-  arch="--window 64 --landmarks 8 --input-dim 128 --embed-dim 96 --heads 4 --ff-dim 192"
+  arch="--window 32 --landmarks 8 --input-dim 128 --embed-dim 96 --heads 4 --ff-dim 192"
   budget="--steps 3000 --batch 64 --lr 2e-3 --seed 0 --extractor log-mel"
   for variant in nystrom-continual nystrom-fixed nystrom-batch softmax; do
     # shellcheck disable=SC2086
-    train_variant audio $variant audio-events $arch $budget &
+    train_variant audio $variant audio-events $arch $budget \
+      --data-note "models/data/audio_mixtures.py --clips 400 --seed 1, train split" &
     if [ $variant = nystrom-fixed ]; then wait; fi
   done
   wait
@@ -78,15 +79,16 @@ audio() {
 
 video() {
   make_data video video_actions.py --clips 240 --seed 0
-  params='{"motion_threshold": 6.0, "thumb_width": 4, "thumb_height": 3}'
+  params='{"motion_threshold": 6.0, "thumb_width": 1, "thumb_height": 1, "grid_cols": 1, "grid_rows": 1, "compensate_camera": true, "motion_histograms": true}'
   $python models/data/prepare.py --data "$work/video/media" --modality video \
     --features "$features" --params "$params" --out "$work/video/features"
-  arch="--window 32 --landmarks 8 --input-dim 172 --embed-dim 64 --heads 4 --ff-dim 128"
+  arch="--window 32 --landmarks 8 --input-dim 70 --embed-dim 64 --heads 4 --ff-dim 128"
   budget="--steps 2000 --batch 64 --lr 2e-3 --seed 0 --feature-noise 0.3 --feature-dropout 0.2"
   for variant in nystrom-continual nystrom-fixed nystrom-batch softmax; do
     # shellcheck disable=SC2086
     train_variant video $variant video-actions $arch $budget \
-      --extractor video-motion --extractor-params "$params" &
+      --extractor video-motion --extractor-params "$params" \
+      --data-note "models/data/video_actions.py --clips 240 --seed 0, train split" &
     if [ $variant = nystrom-fixed ]; then wait; fi
   done
   wait

@@ -27,6 +27,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 import time
 
@@ -212,16 +213,35 @@ def load_checkpoint(path):
 
 # ---------------------------------------------------------------- loop
 
-def augment(model, batch, generator, noise, dropout):
-    """Gaussian noise (noise x the feature's std) and feature dropout (a dim set to its
-    mean) on every token, in place: what the model sees of unseen sources varies."""
-    if not noise and not dropout:
+def augment(model, batch, generator, noise=0.0, dropout=0.0, bands=0, shift=0, mask=0):
+    """In place, on every token: Gaussian noise (noise x the feature's std), feature
+    dropout (a dim set to its mean) and, for band-structured features (blocks of
+    `bands` values, e.g. log-mel means then stds), one random shift of every block
+    by up to +-shift bands per window and a masked run of up to `mask` bands: what
+    the model sees of unseen sources varies (pitch, timbre, channel)."""
+    if not (noise or dropout or (bands and (shift or mask))):
         return
     keys = ["window"] + (["landmark_window"] if "landmark_window" in batch else [])
+    b = batch["window"][0].shape[0]
+    roll = torch.randint(-shift, shift + 1, (b,), generator=generator) if shift else None
+    if mask:
+        width = torch.randint(0, mask + 1, (b,), generator=generator)
+        start = (torch.rand(b, generator=generator) * (bands - width + 1)).long()
+        band = torch.arange(bands)[None, :]
+        masked = (band >= start[:, None]) & (band < (start + width)[:, None])  # [B, bands]
     for key in keys:
         tokens, times, valid = batch[key]
         mean, std = model.input_mean.to(tokens.dtype), model.input_std.to(tokens.dtype)
         z = (tokens - mean) / std
+        if bands and (shift or mask):
+            blocks = z.shape[-1] // bands
+            zb = z[..., :blocks * bands].reshape(*z.shape[:-1], blocks, bands)
+            if shift:
+                index = (torch.arange(bands)[None, :] - roll[:, None]).clamp(0, bands - 1)
+                zb = torch.gather(zb, -1, index[:, None, None, :].expand_as(zb))
+            if mask:
+                zb = zb * ~masked[:, None, None, :]
+            z = torch.cat([zb.reshape(*z.shape[:-1], blocks * bands), z[..., blocks * bands:]], -1)
         if noise:
             z = z + noise * torch.randn(z.shape, generator=generator)
         if dropout:
@@ -230,7 +250,7 @@ def augment(model, batch, generator, noise, dropout):
 
 
 def train(model, data, steps, batch, lr, generator, log_every=10, start_fraction=0.1,
-          fresh_landmarks=False, noise=0.0, dropout=0.0, weight_decay=0.01):
+          fresh_landmarks=False, weight_decay=0.01, **augmentation):
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda s: min(1.0, (s + 1) / max(1, steps // 20)) *
@@ -238,7 +258,7 @@ def train(model, data, steps, batch, lr, generator, log_every=10, start_fraction
     losses = []
     for step in range(steps):
         b = data.sample(model.c, batch, generator, start_fraction, fresh_landmarks)
-        augment(model, b, generator, noise, dropout)
+        augment(model, b, generator, **augmentation)
         loss = loss_of(model, forward_batch(model, b), b["target"])
         optimiser.zero_grad()
         loss.backward()
@@ -268,6 +288,10 @@ def main(argv=None):
     a("--feature-noise", type=float, default=0.0, help="Gaussian noise, in feature stds")
     a("--feature-dropout", type=float, default=0.0, help="share of feature dims set to the mean")
     a("--weight-decay", type=float, default=0.01)
+    a("--bands", type=int, default=0, help="features are blocks of this many bands (log-mel: n_mels)")
+    a("--band-shift", type=int, default=0, help="shift every block by up to +-this many bands")
+    a("--band-mask", type=int, default=0, help="mask a run of up to this many bands")
+    a("--data-note", default=None, help="provenance: what the data is (default: the files)")
     a("--name", default="trained")
     a("--modality", default="features")
     a("--extractor", default="identity", help="the features' front end (docs/features.md)")
@@ -296,7 +320,8 @@ def main(argv=None):
         pairs, names = load_npz(args.data)
         val_pairs = load_npz(args.val)[0] if args.val else []
         steps = args.steps or 1000
-        data_note = ", ".join(args.data)
+        data_note = args.data_note or (
+            f"{len(args.data)} .npz files in {os.path.commonpath(args.data)}")
     if names:
         args.class_names = ",".join(names)
     exclusive = np.asarray(pairs[0][1]).ndim == 1
@@ -316,8 +341,9 @@ def main(argv=None):
     start = time.perf_counter()
     losses = train(model, data, steps, args.batch, args.lr, generator,
                    log_every=max(1, steps // 10), start_fraction=args.start_fraction,
-                   fresh_landmarks=args.landmark_phase == "window", noise=args.feature_noise,
-                   dropout=args.feature_dropout, weight_decay=args.weight_decay)
+                   fresh_landmarks=args.landmark_phase == "window", weight_decay=args.weight_decay,
+                   noise=args.feature_noise, dropout=args.feature_dropout, bands=args.bands,
+                   shift=args.band_shift, mask=args.band_mask)
     seconds = time.perf_counter() - start
     after = validate(model, val_pairs) if val_pairs else None
     head, tail = float(np.mean(losses[:10])), float(np.mean(losses[-10:]))
