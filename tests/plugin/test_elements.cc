@@ -374,6 +374,50 @@ TEST_F(Elements, PipelineEqualsInferOnFeaturesOfTheSameFile) {
   }
 }
 
+void expect_video_pipeline_equals_infer(const std::string& avi, const std::string& model);
+
+// The same for video: decodebin ! nyvideodetect equals nystream-features +
+// nystream-infer (FFmpeg's decoder) on a lossless file, token by token, with the
+// test model (default descriptor) and the shipped one (its own front-end params).
+TEST_F(Elements, VideoPipelineEqualsInferOnFeaturesOfTheSameFile) {
+  const std::string avi = test_file("pipeline-test.avi");
+  PipelineRun make;
+  run_pipeline("videotestsrc pattern=ball num-buffers=45 ! video/x-raw,format=I420,width=160,"
+               "height=120,framerate=15/1 ! avimux ! filesink location=" + avi, &make);
+  ASSERT_EQ(make.error, "");
+  for (const std::string& model :
+       {test_file("video-random.safetensors"),
+        std::string(std::getenv("NYSTREAM_SHIPPED_MODELS")) + "/video-actions.safetensors"}) {
+    SCOPED_TRACE(model);
+    expect_video_pipeline_equals_infer(avi, model);
+  }
+}
+
+void expect_video_pipeline_equals_infer(const std::string& avi, const std::string& model) {
+  PipelineRun run;
+  run_pipeline("filesrc location=" + avi + " ! decodebin ! nyvideodetect name=d model=" + model +
+                   " ! fakesink", &run);
+  ASSERT_EQ(run.error, "");
+
+  const std::string npy = test_file("pipeline-video.npy"), csv = test_file("pipeline-video.csv");
+  const std::string features = std::string(std::getenv("NYSTREAM_FEATURES")) + " -q -m " + model +
+                               " " + avi + " -o " + npy;
+  ASSERT_EQ(std::system(features.c_str()), 0) << features;
+  const std::string infer = std::string(std::getenv("NYSTREAM_INFER")) + " --model " + model +
+                            " --input " + npy + " --output " + csv;
+  ASSERT_EQ(std::system(infer.c_str()), 0) << infer;
+  const auto rows = read_csv(csv);
+  ASSERT_GT(run.results.size(), 20u);
+  ASSERT_GE(run.results.size() + 2, rows.size() - 1);
+  for (const Result& r : run.results) {
+    const auto& row = rows.at(r.token + 1);
+    ASSERT_EQ(row.at(1), "ok");
+    for (std::size_t c = 0; c < r.scores.size(); ++c)
+      EXPECT_EQ(std::strtof(row.at(2 + c).c_str(), nullptr), r.scores[c])
+          << "token " << r.token << " class " << c;
+  }
+}
+
 TEST_F(Elements, CorruptModelFailsWithTheLoadersMessage) {
   const std::string path = test_file("corrupt.safetensors");
   std::ofstream(path) << "this is not a model";
