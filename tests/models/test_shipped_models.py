@@ -14,8 +14,10 @@ The generators fetch Debian packages into ~/.cache/nystream/debs on first use
 
 --write records the current mAPs as the card values (after retraining).
 """
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -53,11 +55,16 @@ def run(command, **kwargs):
 def rescore(name, modality, generator, arguments):
     model = os.path.join(SOURCE, "models", name + ".safetensors")
     media = os.path.join(WORK, modality, "media")
-    stamp = os.path.join(media, "arguments.json")
-    if not os.path.exists(stamp) or json.load(open(stamp)) != arguments:
-        run([PYTHON, os.path.join(SOURCE, "models", "data", generator), "--out", media] + arguments)
+    script = os.path.join(SOURCE, "models", "data", generator)
+    # The set is remade when the arguments or the generator change.
+    made = {"arguments": arguments,
+            "generator_sha256": hashlib.sha256(open(script, "rb").read()).hexdigest()}
+    stamp = os.path.join(media, "made.json")
+    if not os.path.exists(stamp) or json.load(open(stamp)) != made:
+        shutil.rmtree(media, ignore_errors=True)
+        run([PYTHON, script, "--out", media] + arguments)
         with open(stamp, "w") as f:
-            json.dump(arguments, f)
+            json.dump(made, f)
     features = os.path.join(WORK, modality, "features")
     run([PYTHON, os.path.join(SOURCE, "models", "data", "prepare.py"), "--data", media,
          "--modality", modality, "--features", FEATURES, "--model", model, "--out", features,
@@ -68,13 +75,16 @@ def rescore(name, modality, generator, arguments):
     card_path = os.path.join(SOURCE, "models", name + ".ci.json")
     mine = {"mAP": report["mAP"], "clips": report["clips"], "tokens": report["frames"],
             "generator": generator, "arguments": arguments,
+            "generator_sha256": made["generator_sha256"],
             "per_class_ap": {c: r["ap"] for c, r in report["per_class"].items()}}
     if WRITE:
         with open(card_path, "w") as f:
             json.dump(mine, f, indent=2)
             f.write("\n")
     card = json.load(open(card_path))
-    check(card["arguments"] == arguments, f"{name}: the card's set is this set ({card['arguments']})")
+    check(card["arguments"] == arguments and card["generator_sha256"] == made["generator_sha256"],
+          f"{name}: the card's set is this set ({generator} {' '.join(arguments)}, "
+          f"generator sha256 {made['generator_sha256'][:12]})")
     check(report["mAP"] >= card["mAP"] - TOLERANCE,
           f"{name}: mAP {report['mAP']:.4f} on {report['clips']} clips, {report['frames']} tokens "
           f"(card {card['mAP']:.4f}, tolerance {TOLERANCE})")
