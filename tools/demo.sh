@@ -25,10 +25,8 @@
 #
 # Environment: DEMO_OUT (default demo-out), NYSTREAM_BUILD (build directory,
 # default build), DEMO_SECONDS (clip length, default 24), AUDIO_MODEL and
-# VIDEO_MODEL (default models/audio-events.safetensors and
-# models/video-actions.safetensors; while those do not exist, the random-weight
-# test models the build writes, with a warning: the pipeline, timing and
-# metadata are then real, the labels are not).
+# VIDEO_MODEL (default: the shipped models/audio-events.safetensors and
+# models/video-actions.safetensors).
 set -eu
 here=$(pwd)
 cd "$(dirname "$0")/.."
@@ -76,21 +74,11 @@ for kind in video audio; do
 done
 mkdir -p "$out"
 
-# Models: the trained ones when they exist, else the build's random-weight ones.
-test_models=${NYSTREAM_TEST_MODELS:-$build/tests/plugin}
-pick_model () {  # trained fallback what
-  if [ -f "$1" ]; then
-    echo "$1"
-  else
-    echo "WARNING: $1 does not exist (yet): using the random-weight $3 test model $2;" \
-      "the pipeline, timing and metadata are real, the labels are not." >&2
-    echo "$2"
-  fi
-}
-AUDIO_MODEL=${AUDIO_MODEL:-$(pick_model models/audio-events.safetensors "$test_models/audio-random.safetensors" audio)}
-VIDEO_MODEL=${VIDEO_MODEL:-$(pick_model models/video-actions.safetensors "$test_models/video-random.safetensors" video)}
+# Models: the shipped ones (models/*.md are their cards).
+AUDIO_MODEL=${AUDIO_MODEL:-models/audio-events.safetensors}
+VIDEO_MODEL=${VIDEO_MODEL:-models/video-actions.safetensors}
 for m in "$AUDIO_MODEL" "$VIDEO_MODEL"; do
-  [ -f "$m" ] || { echo "$0: no model $m (build first: ninja -C $build)" >&2; exit 1; }
+  [ -f "$m" ] || { echo "$0: no model file $m" >&2; exit 1; }
 done
 export GST_PLUGIN_PATH="${GST_PLUGIN_PATH:-$PWD/$build/plugin}"
 
@@ -165,6 +153,3 @@ fi
   --merged "$out/detections.jsonl" "$@"
 echo
 echo "wrote $out/annotated.mp4 and $out/detections.jsonl ($(wc -l < "$out/detections.jsonl") results)"
-case "$AUDIO_MODEL $VIDEO_MODEL" in
-  *-random.safetensors*) echo "(a random-weight test model is in use: its labels are not meaningful)" ;;
-esac
