@@ -165,6 +165,20 @@ def _fmt(x, spec=".4f"):
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
+def format_report(report):
+    """The report as text: totals, then a line per class."""
+    lat = report["latency"]
+    lines = [f"frames {report['frames']}  mAP {_fmt(report['mAP'])}  onsets {lat['onsets']} "
+             f"detected {lat['detected']}  latency median {_fmt(lat['median_tokens'], '.1f')} "
+             f"p90 {_fmt(lat['p90_tokens'], '.1f')} tokens (threshold {report['threshold']})"]
+    for name, r in report["per_class"].items():
+        lines.append(f"  {name:20s} AP {_fmt(r['ap'])}  positives {r['positives']:6d}  onsets "
+                     f"{r['latency']['detected']}/{r['latency']['onsets']}  median "
+                     f"{_fmt(r['latency']['median_tokens'], '.1f')}  p90 "
+                     f"{_fmt(r['latency']['p90_tokens'], '.1f')}")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python3 -m nystream_ref.evaluate",
                                 description="Per-frame AP, mAP and onset latency from CSV files.")
@@ -175,15 +189,7 @@ def main(argv=None):
     p.add_argument("--output", default=None, help="also write the report as JSON here")
     args = p.parse_args(argv)
     report = evaluate_files(args.labels, args.scores, args.threshold, args.hop_seconds)
-    lat = report["latency"]
-    print(f"frames {report['frames']}  mAP {_fmt(report['mAP'])}  onsets {lat['onsets']} "
-          f"detected {lat['detected']}  latency median {_fmt(lat['median_tokens'], '.1f')} "
-          f"p90 {_fmt(lat['p90_tokens'], '.1f')} tokens (threshold {args.threshold})")
-    for name, r in report["per_class"].items():
-        print(f"  {name:20s} AP {_fmt(r['ap'])}  positives {r['positives']:6d}  onsets "
-              f"{r['latency']['detected']}/{r['latency']['onsets']}  median "
-              f"{_fmt(r['latency']['median_tokens'], '.1f')}  p90 "
-              f"{_fmt(r['latency']['p90_tokens'], '.1f')}")
+    print(format_report(report))
     if args.output:
         with open(args.output, "w") as f:
             json.dump(report, f, indent=2)

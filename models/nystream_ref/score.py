@@ -70,14 +70,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     report = score(args.model, args.data, args.infer, args.recompute, args.jobs, args.threshold,
                    args.hop_seconds)
-    lat = report["latency"]
-    print(f"{report['model']} ({report['engine']}): {report['clips']} clips, "
-          f"{report['frames']} tokens, mAP {report['mAP']:.4f}, onset latency median "
-          f"{lat['median_seconds']} s, p90 {lat['p90_seconds']} s "
-          f"({lat['detected']}/{lat['onsets']} onsets detected)")
-    for name, r in report["per_class"].items():
-        ap = "-" if r["ap"] is None else f"{r['ap']:.4f}"
-        print(f"  {name:14s} AP {ap}  positives {r['positives']}")
+    print(f"{report['model']} ({report['engine']}), {report['clips']} clips")
+    print(evaluate.format_report(report))
     if args.output:
         with open(args.output, "w") as f:
             json.dump(report, f, indent=2)

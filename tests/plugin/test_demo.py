@@ -24,30 +24,11 @@ import argparse
 import glob
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
 SECONDS = 4.0
-failures = []
-
-
-def check(name, ok, detail=""):
-    print(f"{'ok  ' if ok else 'FAIL'} {name}{': ' + detail if detail else ''}", flush=True)
-    if not ok:
-        failures.append(name)
-
-
-def run(args, env=None, timeout=120):
-    try:
-        p = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
-        return p.returncode, p.stdout, p.stderr
-    except subprocess.TimeoutExpired as e:
-        return -1, e.stdout or "", f"timed out after {timeout} s"
-
-
-def has_element(name):
-    return run(["gst-inspect-1.0", name], timeout=60)[0] == 0
+from script_test import check, failures, has_element, run  # noqa: E402
 
 
 def demo_sources_cached(cache):

@@ -14,31 +14,10 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 
-TIMEOUT = 120
-failures = []
-
-
-def check(name, ok, detail=""):
-    print(f"{'ok  ' if ok else 'FAIL'} {name}{': ' + detail if detail else ''}", flush=True)
-    if not ok:
-        failures.append(name)
-
-
-def run(args, env=None, timeout=TIMEOUT):
-    """(returncode, stdout, stderr); a timeout is returncode -1."""
-    try:
-        p = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
-        return p.returncode, p.stdout, p.stderr
-    except subprocess.TimeoutExpired as e:
-        return -1, e.stdout or "", f"timed out after {timeout} s"
-
-
-def has_element(name):
-    return run(["gst-inspect-1.0", name], timeout=60)[0] == 0
+from script_test import check, failures, has_element, run
 
 
 def gst_launch(description, *extra):
