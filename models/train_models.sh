@@ -63,15 +63,15 @@ make_data() {  # modality generator args
 }
 
 audio() {
-  make_data audio audio_mixtures.py --clips 400 --seed 1
+  make_data audio audio_mixtures.py --clips 1600 --seed 1
   $python models/data/prepare.py --data "$work/audio/media" --modality audio \
     --features "$features" --out "$work/audio/features"
   arch="--window 32 --landmarks 8 --input-dim 128 --embed-dim 96 --heads 4 --ff-dim 192"
-  budget="--steps 3000 --batch 64 --lr 2e-3 --seed 0 --extractor log-mel --bands 64 --band-shift 4 --band-mask 8"
+  budget="--steps 8000 --batch 64 --lr 2e-3 --seed 0 --extractor log-mel --bands 64 --band-shift 4 --band-mask 8"
   for variant in nystrom-continual nystrom-fixed nystrom-batch softmax; do
     # shellcheck disable=SC2086
     train_variant audio $variant audio-events $arch $budget \
-      --data-note "models/data/audio_mixtures.py --clips 400 --seed 1, train split" &
+      --data-note "models/data/audio_mixtures.py --clips 1600 --seed 1, train split" &
     if [ $variant = nystrom-fixed ]; then wait; fi
   done
   wait
