@@ -3,6 +3,7 @@
 // StreamState gives, printed with %.9g so every float32 reads back exactly.
 #include <nystream/batch.h>
 #include <nystream/model_file.h>
+#include <nystream/ops.h>
 #include <nystream/stream_state.h>
 
 #include <algorithm>
@@ -185,14 +186,12 @@ class WindowRecompute {
   // Token t of the stream (rows of `all`); false for a non-finite token, which
   // enters the window as padding, as StreamState::step does.
   bool step(const float* all, std::int64_t t, float* logits) {
-    bool finite = true;
-    for (int i = 0; i < dims_; ++i) finite = finite && std::isfinite(all[t * dims_ + i]);
+    auto finite_row = [&](std::int64_t i) {
+      return Eigen::Map<const Eigen::VectorXf>(all + i * dims_, dims_).allFinite();
+    };
     for (int j = 0; j < n_; ++j) {
       const std::int64_t i = t - n_ + 1 + j;
-      const bool valid = i >= 0 && (i < t || finite) &&
-                         std::all_of(all + std::max<std::int64_t>(i, 0) * dims_,
-                                     all + std::max<std::int64_t>(i, 0) * dims_ + dims_,
-                                     [](float x) { return std::isfinite(x); });
+      const bool valid = i >= 0 && finite_row(i);
       window_.times[j] = std::max<std::int64_t>(i, 0);
       window_.valid[j] = valid;
       if (valid)
@@ -200,10 +199,10 @@ class WindowRecompute {
       else
         window_.tokens.col(j).setZero();
     }
-    if (!finite) return false;
+    if (!window_.valid[n_ - 1]) return false;
     const Eigen::VectorXf out = batch_.forward(window_, nullptr);
     std::copy(out.data(), out.data() + out.size(), logits);
-    return std::all_of(logits, logits + out.size(), [](float x) { return std::isfinite(x); });
+    return out.allFinite();
   }
 
  private:
@@ -211,17 +210,6 @@ class WindowRecompute {
   nystream::BatchModel<float>::Window window_;
   int n_, dims_;
 };
-
-void activate(nystream::OutputActivation activation, const float* logits, int count, float* scores) {
-  if (activation == nystream::OutputActivation::kSigmoid) {
-    for (int c = 0; c < count; ++c) scores[c] = 1.0f / (1.0f + std::exp(-logits[c]));
-    return;
-  }
-  const float top = *std::max_element(logits, logits + count);
-  float sum = 0;
-  for (int c = 0; c < count; ++c) sum += scores[c] = std::exp(logits[c] - top);
-  for (int c = 0; c < count; ++c) scores[c] /= sum;
-}
 
 int run(const Options& options) {
   std::string error;
@@ -264,7 +252,8 @@ int run(const Options& options) {
     bool finite;
     if (options.recompute) {
       finite = recompute.step(features.data.data(), t, logits.data());
-      activate(model->config().activation, logits.data(), classes, scores.data());
+      nystream::activate(model->config().activation,
+                         Eigen::Map<const Eigen::VectorXf>(logits.data(), classes), scores.data());
     } else {
       finite = stream.step(token, scores.data()) == nystream::StepStatus::kOk;
       std::copy(stream.logits().data(), stream.logits().data() + classes, logits.data());

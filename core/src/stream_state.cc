@@ -160,13 +160,7 @@ struct StreamState::Impl {
     logits.noalias() = w.classifier * final_row.col(0);
     logits += w.classifier_bias;
     if (!logits.allFinite()) return StepStatus::kNonFiniteOutput;
-    Eigen::Map<Eigen::VectorXf> out(scores, c.classes);
-    if (c.activation == OutputActivation::kSigmoid) {
-      out = (1.0f + (-logits.array()).exp()).inverse().matrix();
-    } else {
-      out = (logits.array() - logits.maxCoeff()).exp().matrix();
-      out /= out.sum();
-    }
+    activate(c.activation, logits, scores);
     return StepStatus::kOk;
   }
 

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <unsupported/Eigen/SpecialFunctions>
 
+#include "nystream/config.h"
+
 namespace nystream {
 
 // In place: each column x <- gamma * (x - mean) / sqrt(var + eps) + beta, with
@@ -50,6 +52,19 @@ void softmax_rows(Eigen::MatrixBase<Derived>& x) {
     auto row = x.row(r);
     row.array() = (row.array() - row.maxCoeff()).exp();
     row /= row.sum();
+  }
+}
+
+// The model's output activation, logits -> scores: sigmoid per class, or softmax
+// over the classes shifted by the maximum. Allocates nothing.
+inline void activate(OutputActivation activation, const Eigen::Ref<const Eigen::VectorXf>& logits,
+                     float* scores) {
+  Eigen::Map<Eigen::VectorXf> out(scores, logits.size());
+  if (activation == OutputActivation::kSigmoid) {
+    out = (1.0f + (-logits.array()).exp()).inverse().matrix();
+  } else {
+    out = (logits.array() - logits.maxCoeff()).exp().matrix();
+    out /= out.sum();
   }
 }
 
