@@ -344,26 +344,28 @@ std::vector<std::vector<std::string>> read_csv(const std::string& path) {
   return rows;
 }
 
-TEST_F(Elements, PipelineEqualsInferOnFeaturesOfTheSameFile) {
-  const std::string wav = make_wav(), model = test_file("audio-random.safetensors");
+// `filesrc ! decodebin ! <element>` on `file` equals nystream-features +
+// nystream-infer (FFmpeg's decoder) on the same file, token by token, float for
+// float. The pipeline has no buffer to attach the tokens completed at EOS to
+// (they are posted as messages): every attached result must match.
+void expect_pipeline_equals_infer(const std::string& element, const std::string& file,
+                                  const std::string& model, std::size_t min_results) {
   PipelineRun run;
-  run_pipeline("filesrc location=" + wav + " ! decodebin ! nyaudiodetect name=d model=" + model +
+  run_pipeline("filesrc location=" + file + " ! decodebin ! " + element + " name=d model=" + model +
                    " ! fakesink", &run);
   ASSERT_EQ(run.error, "");
 
-  const std::string npy = test_file("pipeline-test.npy"), csv = test_file("pipeline-test.csv");
+  const std::string npy = file + ".npy", csv = file + ".csv";
   const std::string features = std::string(std::getenv("NYSTREAM_FEATURES")) + " -q -m " + model +
-                               " " + wav + " -o " + npy;
+                               " " + file + " -o " + npy;
   ASSERT_EQ(std::system(features.c_str()), 0) << features;
   const std::string infer = std::string(std::getenv("NYSTREAM_INFER")) + " --model " + model +
                             " --input " + npy + " --output " + csv;
   ASSERT_EQ(std::system(infer.c_str()), 0) << infer;
   const auto rows = read_csv(csv);
   ASSERT_GE(rows.size(), 2u);
-  // The pipeline has no buffer to attach the tokens completed at EOS to (they
-  // are posted as messages): every attached result must match, token by token.
   ASSERT_GE(run.results.size() + 2, rows.size() - 1);
-  ASSERT_GT(run.results.size(), 30u);
+  ASSERT_GT(run.results.size(), min_results);
   for (const Result& r : run.results) {
     const auto& row = rows.at(r.token + 1);
     ASSERT_EQ(row.at(0), std::to_string(r.token));
@@ -374,11 +376,12 @@ TEST_F(Elements, PipelineEqualsInferOnFeaturesOfTheSameFile) {
   }
 }
 
-void expect_video_pipeline_equals_infer(const std::string& avi, const std::string& model);
+TEST_F(Elements, PipelineEqualsInferOnFeaturesOfTheSameFile) {
+  expect_pipeline_equals_infer("nyaudiodetect", make_wav(), test_file("audio-random.safetensors"), 30);
+}
 
-// The same for video: decodebin ! nyvideodetect equals nystream-features +
-// nystream-infer (FFmpeg's decoder) on a lossless file, token by token, with the
-// test model (default descriptor) and the shipped one (its own front-end params).
+// The same for video on a lossless file, with the test model (default
+// descriptor) and the shipped one (its own front-end params).
 TEST_F(Elements, VideoPipelineEqualsInferOnFeaturesOfTheSameFile) {
   const std::string avi = test_file("pipeline-test.avi");
   PipelineRun make;
@@ -389,32 +392,7 @@ TEST_F(Elements, VideoPipelineEqualsInferOnFeaturesOfTheSameFile) {
        {test_file("video-random.safetensors"),
         std::string(std::getenv("NYSTREAM_SHIPPED_MODELS")) + "/video-actions.safetensors"}) {
     SCOPED_TRACE(model);
-    expect_video_pipeline_equals_infer(avi, model);
-  }
-}
-
-void expect_video_pipeline_equals_infer(const std::string& avi, const std::string& model) {
-  PipelineRun run;
-  run_pipeline("filesrc location=" + avi + " ! decodebin ! nyvideodetect name=d model=" + model +
-                   " ! fakesink", &run);
-  ASSERT_EQ(run.error, "");
-
-  const std::string npy = test_file("pipeline-video.npy"), csv = test_file("pipeline-video.csv");
-  const std::string features = std::string(std::getenv("NYSTREAM_FEATURES")) + " -q -m " + model +
-                               " " + avi + " -o " + npy;
-  ASSERT_EQ(std::system(features.c_str()), 0) << features;
-  const std::string infer = std::string(std::getenv("NYSTREAM_INFER")) + " --model " + model +
-                            " --input " + npy + " --output " + csv;
-  ASSERT_EQ(std::system(infer.c_str()), 0) << infer;
-  const auto rows = read_csv(csv);
-  ASSERT_GT(run.results.size(), 20u);
-  ASSERT_GE(run.results.size() + 2, rows.size() - 1);
-  for (const Result& r : run.results) {
-    const auto& row = rows.at(r.token + 1);
-    ASSERT_EQ(row.at(1), "ok");
-    for (std::size_t c = 0; c < r.scores.size(); ++c)
-      EXPECT_EQ(std::strtof(row.at(2 + c).c_str(), nullptr), r.scores[c])
-          << "token " << r.token << " class " << c;
+    expect_pipeline_equals_infer("nyvideodetect", avi, model, 20);
   }
 }
 
