@@ -57,7 +57,8 @@ def prepare_clip(media, modality, features_exe, params, model, out_dir):
     subprocess.run(command, check=True)
     features = np.load(base + ".npy")
     header, table = read_csv(labels_csv)
-    tokens = min(len(features), len(table) if modality == "audio" else len(features))
+    # Audio: the label rows bound the tokens; video labels are looked up by time.
+    tokens = min(len(features), len(table)) if modality == "audio" else len(features)
     classes, labels = token_labels(modality, header, table, tokens)
     features = features[:tokens]
     np.save(base + ".npy", features)
