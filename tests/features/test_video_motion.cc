@@ -460,6 +460,57 @@ TEST(VideoMotion, UpperAndLowerHistogramsTellSwayingFromWalking) {
   EXPECT_GT(std::min(sr, sl), 0.3 * std::max(sr, sl));
 }
 
+// An actor growing by 2% a token (approach) or shrinking (recede) moves its
+// edges by a fraction of an analysis pixel per token: too little for the
+// token-to-token divergence to say which. Against the frame long_baseline
+// tokens earlier the edges have moved pixels.
+TEST(VideoMotion, LongBaselineSeesSlowScaleChange) {
+  const auto scene = [](double growth_per_s) {
+    return [=](double t, int r, int c) {
+      const double s = std::exp(growth_per_s * t);  // scale about the feet
+      const double u = (c - 160) / s, v = (200 - r) / s;  // body coordinates: 0..140 up, +-25 across
+      if (v > 0 && v < 140 && std::abs(u) < 25) return 225.0 - 0.5 * texture(3 * u + 900, 2 * v);
+      return 40.0 + ((r / 16 + c / 16) % 2) * 10;
+    };
+  };
+  VideoMotionParams p = extended(true);
+  VideoMotionParams lp = p;
+  lp.long_baseline = 5;
+  EXPECT_EQ(lp.dim(), p.dim() + VideoMotionParams::kCameraFeatures + VideoMotionParams::kHistogramFeatures);
+  const int long_hist = p.dim() + VideoMotionParams::kCameraFeatures;
+  auto x = make(gray(30), lp);
+  auto plain = make(gray(30), p);
+  double short_div[2], long_div[2];
+  for (int i = 0; i < 2; ++i) {
+    const std::vector<std::uint8_t> video = render_fn(scene(i == 0 ? 0.2 : -0.2), 3.0, 30);
+    const TokenCollector t = run(*x, video, 30), ref = run(*plain, video, 30);
+    ASSERT_EQ(t.count(), 30);
+    // The parts before it are the descriptor without long_baseline, bit for bit;
+    // the long part is zero until a frame long_baseline tokens earlier exists.
+    for (int k = 0; k < t.count(); ++k) {
+      ASSERT_TRUE(std::equal(ref.data.begin() + k * ref.dim, ref.data.begin() + (k + 1) * ref.dim,
+                             t.data.begin() + k * t.dim)) << "token " << k;
+      if (k < lp.long_baseline) {
+        for (int j = p.dim(); j < lp.dim(); ++j) ASSERT_EQ(t.data[k * t.dim + j], 0.0f) << "token " << k;
+      }
+    }
+    short_div[i] = value_mean(t, hist_offset(p) + kHDiv, 6, 30);
+    long_div[i] = value_mean(t, long_hist + kHDiv, 6, 30);
+  }
+  std::printf("divergence per token, approach / recede: token to token %+.4f / %+.4f, over 5 tokens %+.4f / %+.4f "
+              "(true: %+.3f / %+.3f per token, %+.3f / %+.3f over 5)\n", short_div[0], short_div[1], long_div[0],
+              long_div[1], std::exp(0.02) - 1, std::exp(-0.02) - 1, std::exp(0.1) - 1, std::exp(-0.1) - 1);
+  // The 5-token scale change (+10.5% / -9.5%), within half of it.
+  EXPECT_NEAR(long_div[0], std::exp(0.1) - 1, 0.05);
+  EXPECT_NEAR(long_div[1], std::exp(-0.1) - 1, 0.05);
+  VideoMotionParams q;
+  std::string error;
+  EXPECT_FALSE(VideoMotionParams::parse("{\"long_baseline\": 5}", &q, &error));
+  EXPECT_NE(error.find("needs motion_histograms"), std::string::npos) << error;
+  ASSERT_TRUE(VideoMotionParams::parse(lp.to_json(), &q, &error)) << error;
+  EXPECT_EQ(q.long_baseline, 5);
+}
+
 TEST(VideoMotion, BadInputIsReported) {
   auto x = make(gray());
   TokenCollector out;

@@ -93,6 +93,20 @@ void MotionDescriptor::match(const std::uint8_t* cur, int x0, int y0, int bw, in
   *dy = -(best_v + sv);
 }
 
+void MotionDescriptor::compute_motion_parts(const std::uint8_t* cur, const std::uint8_t* prev, float* out) noexcept {
+  float* hist = out + (p_.compensate_camera ? VideoMotionParams::kCameraFeatures : 0);
+  std::fill(out, hist + VideoMotionParams::kHistogramFeatures, 0.0f);
+  if (!prev) {
+    have_previous_hist_ = false;
+    return;
+  }
+  if (p_.compensate_camera)
+    compensate(cur, prev, out);
+  else
+    pad_previous(prev, stride_);
+  histograms(cur, hist);
+}
+
 void MotionDescriptor::compute(const std::uint8_t* cur, const std::uint8_t* prev, float* out) noexcept {
   const int W = p_.analysis_width, H = p_.analysis_height;
   const int tw = p_.thumb_width, th = p_.thumb_height, cw = W / tw, ch = H / th;

@@ -15,8 +15,12 @@ class MotionDescriptor {
   // Images are analysis_width x analysis_height gray, rows `stride` bytes apart.
   MotionDescriptor(const VideoMotionParams& params, int stride);
 
-  // Writes params.dim() floats. `prev` null: no previous frame, motion part zero.
+  // Writes params.dim() - params.long_dim() floats. `prev` null: no previous
+  // frame, motion part zero.
   void compute(const std::uint8_t* cur, const std::uint8_t* prev, float* out) noexcept;
+  // The camera (compensate_camera) and histogram parts only, params.long_dim()
+  // floats: the long-baseline measurement, built with long_baseline_params().
+  void compute_motion_parts(const std::uint8_t* cur, const std::uint8_t* prev, float* out) noexcept;
   // Forgets the previous token's motion centroid and spread.
   void reset() noexcept;
 

@@ -133,7 +133,18 @@ std::string LogMelParams::to_json() const {
 
 int VideoMotionParams::dim() const {
   return thumb_width * thumb_height + 3 * grid_cols * grid_rows + kGlobalFeatures +
-         (compensate_camera ? kCameraFeatures : 0) + (motion_histograms ? kHistogramFeatures : 0);
+         (compensate_camera ? kCameraFeatures : 0) + (motion_histograms ? kHistogramFeatures : 0) + long_dim();
+}
+
+int VideoMotionParams::long_dim() const {
+  return long_baseline > 0 ? (compensate_camera ? kCameraFeatures : 0) + kHistogramFeatures : 0;
+}
+
+VideoMotionParams VideoMotionParams::long_baseline_params() const {
+  VideoMotionParams p = *this;
+  p.search_range = 2 * search_range;
+  p.long_baseline = 0;
+  return p;
 }
 
 std::string VideoMotionParams::validate() const {
@@ -154,6 +165,9 @@ std::string VideoMotionParams::validate() const {
   if (!(e = range("timestamp_tolerance_ns", static_cast<double>(timestamp_tolerance_ns), 0,
                   1e9 / token_rate / 2)).empty())
     return e + " (at most half a token)";
+  if (!(e = range("long_baseline", long_baseline, 0, 50)).empty()) return e;
+  if (long_baseline > 0 && !motion_histograms) return "long_baseline needs motion_histograms";
+  if (long_baseline > 0 && 2 * search_range > 32) return "long_baseline needs search_range <= 16 (it searches twice as far)";
   return {};
 }
 
@@ -162,7 +176,7 @@ bool VideoMotionParams::parse(const std::string& json, VideoMotionParams* out, s
                                               "thumb_width", "thumb_height",   "grid_cols",
                                               "grid_rows",   "search_range",   "motion_threshold",
                                               "timestamp_tolerance_ns", "compensate_camera",
-                                              "motion_histograms"};
+                                              "motion_histograms", "long_baseline"};
   Json j;
   VideoMotionParams p;
   std::string e;
@@ -176,7 +190,8 @@ bool VideoMotionParams::parse(const std::string& json, VideoMotionParams* out, s
                   read_key(j, "motion_threshold", &p.motion_threshold, &e) &&
                   read_key(j, "timestamp_tolerance_ns", &p.timestamp_tolerance_ns, &e) &&
                   read_key(j, "compensate_camera", &p.compensate_camera, &e) &&
-                  read_key(j, "motion_histograms", &p.motion_histograms, &e);
+                  read_key(j, "motion_histograms", &p.motion_histograms, &e) &&
+                  read_key(j, "long_baseline", &p.long_baseline, &e);
   if (!ok) { *error = "video-motion: " + e; return false; }
   if (!(e = p.validate()).empty()) { *error = "video-motion: " + e; return false; }
   *out = p;
@@ -195,7 +210,8 @@ std::string VideoMotionParams::to_json() const {
             {"motion_threshold", motion_threshold},
             {"timestamp_tolerance_ns", timestamp_tolerance_ns},
             {"compensate_camera", compensate_camera},
-            {"motion_histograms", motion_histograms}};
+            {"motion_histograms", motion_histograms},
+            {"long_baseline", long_baseline}};
   return j.dump();
 }
 

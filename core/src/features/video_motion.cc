@@ -72,8 +72,13 @@ struct VideoMotionExtractor::Impl {
   int stride = 0;                  // analysis image row pitch (aligned for swscale)
   std::uint8_t* held = nullptr;    // the newest frame, scaled
   std::uint8_t* previous = nullptr;  // the previous token's frame
+  // long_baseline > 0: the last long_baseline tokens' frames, a ring; once full,
+  // slot history_next is the frame long_baseline tokens before the next token.
+  std::uint8_t* history = nullptr;
+  int history_next = 0, history_count = 0;
   std::vector<float> token;
   std::unique_ptr<detail::MotionDescriptor> descriptor;
+  std::unique_ptr<detail::MotionDescriptor> long_descriptor;
   std::size_t frame_bytes = 0;
   std::int64_t frame_interval_ns = 0;
   std::int64_t token_ns_num = 1000000000;  // token k at origin + k * 1e9 / token_rate
@@ -87,7 +92,10 @@ struct VideoMotionExtractor::Impl {
     sws_freeContext(sws);
     av_free(held);
     av_free(previous);
+    av_free(history);
   }
+
+  std::size_t image_bytes() const { return static_cast<std::size_t>(stride) * params.analysis_height; }
 
   std::int64_t token_time(std::int64_t k) const { return origin_ns + av_rescale(k, 1000000000, params.token_rate); }
 
@@ -105,10 +113,17 @@ struct VideoMotionExtractor::Impl {
     stride = FFALIGN(params.analysis_width, 64);
     av_free(held);
     av_free(previous);
-    held = static_cast<std::uint8_t*>(av_mallocz(static_cast<std::size_t>(stride) * params.analysis_height));
-    previous = static_cast<std::uint8_t*>(av_mallocz(static_cast<std::size_t>(stride) * params.analysis_height));
+    av_free(history);
+    held = static_cast<std::uint8_t*>(av_mallocz(image_bytes()));
+    previous = static_cast<std::uint8_t*>(av_mallocz(image_bytes()));
+    history = params.long_baseline > 0
+                  ? static_cast<std::uint8_t*>(av_mallocz(image_bytes() * params.long_baseline))
+                  : nullptr;
     token.assign(params.dim(), 0.0f);
     descriptor = std::make_unique<detail::MotionDescriptor>(params, stride);
+    long_descriptor = params.long_baseline > 0
+                          ? std::make_unique<detail::MotionDescriptor>(params.long_baseline_params(), stride)
+                          : nullptr;
     const int size = av_image_get_buffer_size(av_format, f.width, f.height, 4);
     if (size < 0) return "video-motion: cannot compute the frame size";
     frame_bytes = static_cast<std::size_t>(size);
@@ -122,13 +137,23 @@ struct VideoMotionExtractor::Impl {
   void clear() noexcept {
     have_held = have_previous = false;
     next_token = 0;
+    history_next = history_count = 0;
     if (descriptor) descriptor->reset();
+    if (long_descriptor) long_descriptor->reset();
   }
 
   void emit(TokenSink& sink) noexcept {
     descriptor->compute(held, have_previous ? previous : nullptr, token.data());
-    std::memcpy(previous, held, static_cast<std::size_t>(stride) * params.analysis_height);
+    std::memcpy(previous, held, image_bytes());
     have_previous = true;
+    if (long_descriptor) {
+      std::uint8_t* slot = history + image_bytes() * history_next;
+      long_descriptor->compute_motion_parts(held, history_count == params.long_baseline ? slot : nullptr,
+                                            token.data() + params.dim() - params.long_dim());
+      std::memcpy(slot, held, image_bytes());
+      history_next = (history_next + 1) % params.long_baseline;
+      history_count = std::min(history_count + 1, params.long_baseline);
+    }
     TokenSpan span;
     span.index = next_token;
     span.start_ns = token_time(next_token);

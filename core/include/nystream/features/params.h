@@ -64,12 +64,20 @@ struct VideoMotionParams {
   bool motion_histograms = false;  // appends kHistogramFeatures translation-invariant values:
                                    // direction x speed histograms of the moving region's upper
                                    // and lower part, its spread, scale change, rotation, ...
+  int long_baseline = 0;           // tokens, 0..50; > 0 (with motion_histograms) appends the camera
+                                   // and histogram parts again, measured against the frame this
+                                   // many tokens earlier at +-2 search_range: an actor's size
+                                   // changes by a fraction of a pixel per token, several over it
 
   int block_width() const { return analysis_width / grid_cols; }
   int block_height() const { return analysis_height / grid_rows; }
   // thumbnail + 3 per grid cell (dx, dy, difference energy) + kGlobalFeatures
-  // [+ kCameraFeatures] [+ kHistogramFeatures].
+  // [+ kCameraFeatures] [+ kHistogramFeatures] [+ long_dim()].
   int dim() const;
+  // The long-baseline part: [kCameraFeatures] + kHistogramFeatures, or 0.
+  int long_dim() const;
+  // The parameters of the long-baseline measurement (search_range doubled).
+  VideoMotionParams long_baseline_params() const;
   static constexpr int kGlobalFeatures = 16;
   static constexpr int kCameraFeatures = 3;     // shift x, y (/ search_range), ln gain
   static constexpr int kHistogramBins = 17;     // per half: still + 8 directions x 2 speeds

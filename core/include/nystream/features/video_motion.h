@@ -28,6 +28,8 @@
 //   [histograms] motion_histograms only: translation-invariant direction x speed
 //                histograms of the moving region's upper and lower part, its
 //                spread, scale change, divergence, rotation, ...
+//   [long]       long_baseline > 0 only: camera and histogram parts again, from
+//                the frame long_baseline tokens earlier (zero until there is one)
 // The first token after a reset has no previous frame: its motion part is zero.
 //
 // Threading: one thread at a time. push(), drain() and reset() allocate nothing
