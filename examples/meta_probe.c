@@ -9,8 +9,9 @@
  * A buffer probe on the detector's src pad walks every GstNystreamMeta on each
  * buffer (a buffer carries one per result it completed: none, one or several)
  * and prints the label, confidence, the media span the result describes and the
- * active classes. The pipeline runs to EOS; the meta is read, never kept: it
- * belongs to the buffer.
+ * active classes. The results completed at EOS come on the carrier buffer of the
+ * "nystream-final-results" event, which the same probe reads. The pipeline runs
+ * to EOS; the meta is read, never kept: it belongs to the buffer.
  *
  * Build: pkg-config --cflags --libs gstreamer-1.0 gstnystreammeta-1.0 (or the
  * meson target examples/nystream-meta-probe). Run with the plugin on
@@ -28,14 +29,27 @@ typedef struct {
 } ProbeStats;
 
 static GstPadProbeReturn
-on_buffer (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
+on_data (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
 {
   ProbeStats *stats = user_data;
-  GstBuffer *buffer = GST_PAD_PROBE_INFO_BUFFER (info);
+  GstBuffer *buffer;
   gpointer state = NULL;
   GstMeta *meta;
   guint n = 0;
   (void) pad;
+
+  if (GST_PAD_PROBE_INFO_TYPE (info) & GST_PAD_PROBE_TYPE_BUFFER) {
+    buffer = GST_PAD_PROBE_INFO_BUFFER (info);
+  } else {
+    /* The results completed at EOS, on a carrier buffer in an event. */
+    GstEvent *event = GST_PAD_PROBE_INFO_EVENT (info);
+    const GstStructure *s = gst_event_get_structure (event);
+    if (GST_EVENT_TYPE (event) != GST_EVENT_CUSTOM_DOWNSTREAM ||
+        !gst_structure_has_name (s, GST_NYSTREAM_FINAL_RESULTS_EVENT))
+      return GST_PAD_PROBE_OK;
+    buffer = gst_value_get_buffer (gst_structure_get_value (s,
+            GST_NYSTREAM_FINAL_RESULTS_FIELD));
+  }
 
   while ((meta = gst_buffer_iterate_meta_filtered (buffer, &state,
               GST_NYSTREAM_META_API_TYPE))) {
@@ -147,7 +161,8 @@ main (int argc, char **argv)
   }
   stats.name = GST_ELEMENT_NAME (detector);
   pad = gst_element_get_static_pad (detector, "src");
-  gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER, on_buffer, &stats, NULL);
+  gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM,
+      on_data, &stats, NULL);
   gst_object_unref (pad);
 
   if (gst_element_set_state (pipeline, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE)

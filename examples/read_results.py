@@ -11,12 +11,12 @@ Two ways, both shown:
   1. Bus element messages, one per result, named after the element
      ("nyaudiodetect" / "nyvideodetect") like level's: timestamp, stream-time,
      running-time, duration, token, model, label, label-id, confidence,
-     classes, scores, active. Read in the application's thread; the last partial
-     result at EOS arrives only this way.
+     classes, scores, active. Read in the application's thread.
   2. The "NystreamResult" GstCustomMeta on the buffers, read in a pad probe on
      the detector's src pad: the same result as a GstStructure (model, source,
      label, label-id, confidence, threshold, token, start, duration, classes,
-     scores, active).
+     scores, active). The results completed at EOS come on the carrier buffer
+     of the "nystream-final-results" event, which the same probe reads.
 
 Needs python3-gi (Debian's /usr/bin/python3) and the plugin on GST_PLUGIN_PATH.
 Array fields (classes, scores, active) are GstValueArrays, which plain
@@ -34,6 +34,7 @@ gi.require_version("Gst", "1.0")
 from gi.repository import GObject, Gst  # noqa: E402
 
 CUSTOM_META = "NystreamResult"
+FINAL_RESULTS_EVENT = "nystream-final-results"  # GST_NYSTREAM_FINAL_RESULTS_EVENT
 # The probe prints from the streaming thread, the bus loop from the main one.
 print_lock = threading.Lock()
 
@@ -59,12 +60,20 @@ def span(start, duration):
     return f"{start / Gst.SECOND:.3f}-{(start + duration) / Gst.SECOND:.3f} s"
 
 
-def on_buffer(pad, info, counts):
-    """Pad probe: the custom meta of each buffer that carries a result."""
+def on_data(pad, info, counts):
+    """Pad probe: the custom meta of each buffer that carries a result, and of
+    the carrier buffer in the event holding the results completed at EOS."""
     try:
+        if info.type & Gst.PadProbeType.BUFFER:
+            buffer = info.get_buffer()
+        else:
+            event = info.get_event()
+            if event.type != Gst.EventType.CUSTOM_DOWNSTREAM or not event.has_name(FINAL_RESULTS_EVENT):
+                return Gst.PadProbeReturn.OK
+            buffer = event.get_structure().get_value("buffer")
         # get_custom_meta returns the first; a buffer carries one per result it
         # completed, usually one (the bus messages have every result).
-        meta = info.get_buffer().get_custom_meta(CUSTOM_META)
+        meta = buffer.get_custom_meta(CUSTOM_META)
         if meta is not None:
             s = meta.get_structure()
             say(f"meta    {s.get_string('source')} token {s.get_value('token')} "
@@ -113,7 +122,8 @@ def main():
     if detector is None:
         sys.exit("the pipeline holds no nyaudiodetect or nyvideodetect element")
     counts = {"meta": 0, "message": 0}
-    detector.get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, on_buffer, counts)
+    detector.get_static_pad("src").add_probe(
+        Gst.PadProbeType.BUFFER | Gst.PadProbeType.EVENT_DOWNSTREAM, on_data, counts)
 
     pipeline.set_state(Gst.State.PLAYING)
     bus = pipeline.get_bus()

@@ -574,9 +574,9 @@ result_message (GstNyDetect * self, Detector * d, const nystream::plugin::Pendin
   return s;
 }
 
-/* Publishes the results the last push completed: meta on buffer (when there is
- * one), history for followers, bus messages (rate-limited, posted last and
- * outside every lock). */
+/* Publishes the results the last push completed: meta on buffer (the one that
+ * completed them, or the EOS carrier), history for followers, bus messages
+ * (rate-limited, posted last and outside every lock). */
 static void
 publish_results (GstNyDetect * self, GstBuffer * buffer)
 {
@@ -591,13 +591,11 @@ publish_results (GstNyDetect * self, GstBuffer * buffer)
   for (std::size_t i = 0; i < d->pending_count; i++) {
     const nystream::plugin::Pending & r = d->pending[i];
     const GstClockTime start = r.span.start_ns, duration = r.span.end_ns - r.span.start_ns;
-    if (buffer) {
-      GstNystreamMeta *meta = gst_buffer_add_nystream_meta (buffer, d->model_name.c_str (),
-          GST_ELEMENT_NAME (self), d->class_names.data (), d->scores.size (),
-          r.scores.data (), d->current.threshold, r.span.index, start, duration);
-      if (meta)
-        gst_buffer_add_nystream_custom_meta (buffer, meta);
-    }
+    GstNystreamMeta *meta = gst_buffer_add_nystream_meta (buffer, d->model_name.c_str (),
+        GST_ELEMENT_NAME (self), d->class_names.data (), d->scores.size (),
+        r.scores.data (), d->current.threshold, r.span.index, start, duration);
+    if (meta)
+      gst_buffer_add_nystream_custom_meta (buffer, meta);
     const GstClockTime running = gst_segment_to_running_time (segment, GST_FORMAT_TIME, start);
     {
       std::lock_guard < std::mutex > lock (d->history_mutex);
@@ -629,6 +627,30 @@ publish_results (GstNyDetect * self, GstBuffer * buffer)
   for (GstMessage * message:messages)
     gst_element_post_message (GST_ELEMENT (self), message);
   messages.clear ();
+}
+
+/* The results the drain at EOS completed have no buffer to ride on: their metas
+ * go on an empty carrier buffer, sent downstream in a serialized event before
+ * the EOS, so nymetaconvert and pad probes get every result. */
+static void
+push_final_results (GstNyDetect * self)
+{
+  Detector *d = detector_of (self);
+  if (d->pending_count == 0)
+    return;
+  const nystream::TokenSpan & first = d->pending[0].span;
+  const nystream::TokenSpan & last = d->pending[d->pending_count - 1].span;
+  GstBuffer *carrier = gst_buffer_new ();
+  GST_BUFFER_PTS (carrier) = first.start_ns;
+  GST_BUFFER_DURATION (carrier) = last.end_ns - first.start_ns;
+  GST_DEBUG_OBJECT (self, "%zu results completed at EOS: sent in a %s event",
+      d->pending_count, GST_NYSTREAM_FINAL_RESULTS_EVENT);
+  publish_results (self, carrier);
+  GstEvent *event = gst_event_new_custom (GST_EVENT_CUSTOM_DOWNSTREAM,
+      gst_structure_new (GST_NYSTREAM_FINAL_RESULTS_EVENT,
+          GST_NYSTREAM_FINAL_RESULTS_FIELD, GST_TYPE_BUFFER, carrier, NULL));
+  gst_buffer_unref (carrier);
+  gst_pad_push_event (GST_BASE_TRANSFORM_SRC_PAD (self), event);
 }
 
 static GstFlowReturn
@@ -741,7 +763,7 @@ gst_ny_detect_sink_event (GstBaseTransform * trans, GstEvent * event)
         GST_OBJECT_UNLOCK (self);
         d->skipping = false;
         d->frontend->drain (*d);
-        publish_results (self, nullptr);
+        push_final_results (self);
       }
       break;
     default:

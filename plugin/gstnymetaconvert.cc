@@ -124,25 +124,11 @@ gst_ny_meta_convert_set_caps (GstBaseTransform * trans, GstCaps * incaps, GstCap
   return TRUE;
 }
 
-static gboolean
-gst_ny_meta_convert_sink_event (GstBaseTransform * trans, GstEvent * event)
-{
-  GstNyMetaConvert *self = GST_NY_META_CONVERT (trans);
-  if (GST_EVENT_TYPE (event) == GST_EVENT_STREAM_START) {
-    const gchar *id = nullptr;
-    gst_event_parse_stream_start (event, &id);
-    g_free (self->stream_id);
-    self->stream_id = g_strdup (id);
-  } else if (GST_EVENT_TYPE (event) == GST_EVENT_EOS && self->out) {
-    std::fflush (self->out);
-  }
-  return GST_BASE_TRANSFORM_CLASS (gst_ny_meta_convert_parent_class)->sink_event (trans, event);
-}
-
+/* One line per GstNystreamMeta on buf, then a flush: for each buffer and for
+ * the carrier of the results the detector completed at EOS. */
 static GstFlowReturn
-gst_ny_meta_convert_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
+gst_ny_meta_convert_write (GstNyMetaConvert * self, GstBuffer * buf)
 {
-  GstNyMetaConvert *self = GST_NY_META_CONVERT (trans);
   GST_OBJECT_LOCK (self);
   const std::string source = self->source ? self->source : (self->stream_id ? self->stream_id : "");
   GST_OBJECT_UNLOCK (self);
@@ -193,6 +179,35 @@ gst_ny_meta_convert_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
   return GST_FLOW_OK;
 }
 
+static GstFlowReturn
+gst_ny_meta_convert_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
+{
+  return gst_ny_meta_convert_write (GST_NY_META_CONVERT (trans), buf);
+}
+
+static gboolean
+gst_ny_meta_convert_sink_event (GstBaseTransform * trans, GstEvent * event)
+{
+  GstNyMetaConvert *self = GST_NY_META_CONVERT (trans);
+  if (GST_EVENT_TYPE (event) == GST_EVENT_STREAM_START) {
+    const gchar *id = nullptr;
+    gst_event_parse_stream_start (event, &id);
+    g_free (self->stream_id);
+    self->stream_id = g_strdup (id);
+  } else if (GST_EVENT_TYPE (event) == GST_EVENT_CUSTOM_DOWNSTREAM && self->out &&
+      gst_event_has_name (event, GST_NYSTREAM_FINAL_RESULTS_EVENT)) {
+    /* Never a buffer of the stream: written here only. Forwarded below, for
+     * converters further down (after another detector). */
+    const GValue *carrier = gst_structure_get_value (gst_event_get_structure (event),
+        GST_NYSTREAM_FINAL_RESULTS_FIELD);
+    if (carrier && GST_VALUE_HOLDS_BUFFER (carrier))
+      gst_ny_meta_convert_write (self, gst_value_get_buffer (carrier));
+  } else if (GST_EVENT_TYPE (event) == GST_EVENT_EOS && self->out) {
+    std::fflush (self->out);
+  }
+  return GST_BASE_TRANSFORM_CLASS (gst_ny_meta_convert_parent_class)->sink_event (trans, event);
+}
+
 static void
 gst_ny_meta_convert_finalize (GObject * object)
 {
@@ -232,8 +247,9 @@ gst_ny_meta_convert_class_init (GstNyMetaConvertClass * klass)
           GST_PAD_SRC, GST_PAD_ALWAYS, gst_caps_new_any ()));
   gst_element_class_set_static_metadata (element_class, "Nystream results to JSON",
       "Filter/Converter/Metadata",
-      "Writes one JSON line per Nystream result on the passing buffers (gvametaconvert "
-      "shape: timestamps, source, model, scores, events with their spans)",
+      "Writes one JSON line per Nystream result on the passing buffers and in the "
+      "detectors' results event at EOS (gvametaconvert shape: timestamps, source, model, "
+      "scores, events with their spans)",
       "Nystream developers");
 
   trans_class->start = GST_DEBUG_FUNCPTR (gst_ny_meta_convert_start);

@@ -1,6 +1,7 @@
 /* GstNystreamMeta: the result of one Nystream detector step, attached to the
  * buffer that completed the token (several per buffer when one buffer completes
- * several tokens). Public C API for applications; link gstnystreammeta-1.0
+ * several tokens; those completed at EOS: see GST_NYSTREAM_FINAL_RESULTS_EVENT).
+ * Public C API for applications; link gstnystreammeta-1.0
  * (pkg-config) and call gst_nystream_meta_api_get_type() before use.
  *
  *   GstNystreamMeta *meta;
@@ -25,6 +26,21 @@ G_BEGIN_DECLS
 #define GST_NYSTREAM_META_INFO (gst_nystream_meta_get_info ())
 /* The GstCustomMeta (GStreamer >= 1.20) mirroring each result. */
 #define GST_NYSTREAM_CUSTOM_META_NAME "NystreamResult"
+
+/* The results a detector completes at EOS have no buffer after them to ride
+ * on: it sends them before the EOS in a GST_EVENT_CUSTOM_DOWNSTREAM event of
+ * this name, whose GST_TYPE_BUFFER field GST_NYSTREAM_FINAL_RESULTS_FIELD is an
+ * empty carrier buffer with their metas (PTS: the first one's start,
+ * DURATION: up to the last one's end). In a pad probe:
+ *
+ *   const GstStructure *s = gst_event_get_structure (event);
+ *   if (GST_EVENT_TYPE (event) == GST_EVENT_CUSTOM_DOWNSTREAM &&
+ *       gst_structure_has_name (s, GST_NYSTREAM_FINAL_RESULTS_EVENT))
+ *     buffer = gst_value_get_buffer (gst_structure_get_value (s,
+ *             GST_NYSTREAM_FINAL_RESULTS_FIELD));
+ */
+#define GST_NYSTREAM_FINAL_RESULTS_EVENT "nystream-final-results"
+#define GST_NYSTREAM_FINAL_RESULTS_FIELD "buffer"
 
 typedef struct _GstNystreamMeta GstNystreamMeta;
 

@@ -11,11 +11,14 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "gstnystreammeta.h"
@@ -277,33 +280,58 @@ TEST_F(Elements, GapResetsTheStream) {
 // --- real pipelines -------------------------------------------------------
 
 struct PipelineRun {
-  std::vector<Result> results;
+  std::vector<Result> results;  // from the buffers, then those sent at EOS
+  std::size_t final_results = 0;  // how many of them came in the EOS event
+  std::map<std::string, std::vector<guint64>> message_tokens;  // "token" of each bus message, per element
   std::string error;  // first ERROR message: "<message> | <debug>"
   std::mutex mutex;
 };
 
-GstPadProbeReturn on_buffer(GstPad*, GstPadProbeInfo* info, gpointer data) {
+GstPadProbeReturn on_data(GstPad*, GstPadProbeInfo* info, gpointer data) {
   auto* run = static_cast<PipelineRun*>(data);
   std::lock_guard<std::mutex> lock(run->mutex);
-  collect(GST_PAD_PROBE_INFO_BUFFER(info), &run->results);
+  if (GST_PAD_PROBE_INFO_TYPE(info) & GST_PAD_PROBE_TYPE_BUFFER) {
+    collect(GST_PAD_PROBE_INFO_BUFFER(info), &run->results);
+    return GST_PAD_PROBE_OK;
+  }
+  GstEvent* event = GST_PAD_PROBE_INFO_EVENT(info);
+  const GstStructure* s = gst_event_get_structure(event);
+  if (GST_EVENT_TYPE(event) == GST_EVENT_CUSTOM_DOWNSTREAM &&
+      gst_structure_has_name(s, GST_NYSTREAM_FINAL_RESULTS_EVENT)) {
+    const std::size_t before = run->results.size();
+    collect(gst_value_get_buffer(gst_structure_get_value(s, GST_NYSTREAM_FINAL_RESULTS_FIELD)),
+            &run->results);
+    run->final_results += run->results.size() - before;
+  }
   return GST_PAD_PROBE_OK;
 }
 
-// Runs a launch line to EOS or error; results from the src pad of element "d".
+// Runs a launch line to EOS or error; results from the src pad of element "d"
+// (buffers and the EOS results event), tokens of every element's bus messages.
 void run_pipeline(const std::string& launch, PipelineRun* run) {
   GError* error = nullptr;
   GstElement* pipeline = gst_parse_launch(launch.c_str(), &error);
   ASSERT_TRUE(pipeline) << (error ? error->message : "parse failed");
   if (GstElement* d = gst_bin_get_by_name(GST_BIN(pipeline), "d")) {
     GstPad* pad = gst_element_get_static_pad(d, "src");
-    gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, on_buffer, run, nullptr);
+    gst_pad_add_probe(pad,
+                      (GstPadProbeType)(GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM),
+                      on_data, run, nullptr);
     gst_object_unref(pad);
     gst_object_unref(d);
   }
   gst_element_set_state(pipeline, GST_STATE_PLAYING);
   GstBus* bus = gst_element_get_bus(pipeline);
-  GstMessage* msg = gst_bus_timed_pop_filtered(bus, 60 * GST_SECOND,
-                                               (GstMessageType)(GST_MESSAGE_EOS | GST_MESSAGE_ERROR));
+  GstMessage* msg;
+  while ((msg = gst_bus_timed_pop_filtered(
+              bus, 60 * GST_SECOND,
+              (GstMessageType)(GST_MESSAGE_EOS | GST_MESSAGE_ERROR | GST_MESSAGE_ELEMENT))) &&
+         GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ELEMENT) {
+    guint64 token;
+    if (gst_structure_get_uint64(gst_message_get_structure(msg), "token", &token))
+      run->message_tokens[GST_OBJECT_NAME(GST_MESSAGE_SRC(msg))].push_back(token);
+    gst_message_unref(msg);
+  }
   if (!msg) {
     run->error = "timeout";
   } else if (GST_MESSAGE_TYPE(msg) == GST_MESSAGE_ERROR) {
@@ -320,10 +348,11 @@ void run_pipeline(const std::string& launch, PipelineRun* run) {
   gst_object_unref(pipeline);
 }
 
-std::string make_wav() {
-  const std::string path = test_file("pipeline-test.wav");
+std::string make_wav(int buffers = 120, const std::string& name = "pipeline-test.wav") {
+  const std::string path = test_file(name.c_str());
   PipelineRun run;
-  run_pipeline("audiotestsrc wave=pink-noise num-buffers=120 samplesperbuffer=1000 ! "
+  run_pipeline("audiotestsrc wave=pink-noise num-buffers=" + std::to_string(buffers) +
+               " samplesperbuffer=1000 ! "
                "audio/x-raw,rate=32000,channels=1,format=S16LE ! wavenc ! filesink location=" + path,
                &run);
   EXPECT_EQ(run.error, "");
@@ -346,8 +375,8 @@ std::vector<std::vector<std::string>> read_csv(const std::string& path) {
 
 // `filesrc ! decodebin ! <element>` on `file` equals nystream-features +
 // nystream-infer (FFmpeg's decoder) on the same file, token by token, float for
-// float. The pipeline has no buffer to attach the tokens completed at EOS to
-// (they are posted as messages): every attached result must match.
+// float: every result, those completed at EOS (sent in the final-results event)
+// included.
 void expect_pipeline_equals_infer(const std::string& element, const std::string& file,
                                   const std::string& model, std::size_t min_results) {
   PipelineRun run;
@@ -364,7 +393,7 @@ void expect_pipeline_equals_infer(const std::string& element, const std::string&
   ASSERT_EQ(std::system(infer.c_str()), 0) << infer;
   const auto rows = read_csv(csv);
   ASSERT_GE(rows.size(), 2u);
-  ASSERT_GE(run.results.size() + 2, rows.size() - 1);
+  ASSERT_EQ(run.results.size(), rows.size() - 1);
   ASSERT_GT(run.results.size(), min_results);
   for (const Result& r : run.results) {
     const auto& row = rows.at(r.token + 1);
@@ -378,22 +407,134 @@ void expect_pipeline_equals_infer(const std::string& element, const std::string&
 
 TEST_F(Elements, PipelineEqualsInferOnFeaturesOfTheSameFile) {
   expect_pipeline_equals_infer("nyaudiodetect", make_wav(), test_file("audio-random.safetensors"), 30);
+  // 4 s: the last token is completed by the drain at EOS.
+  expect_pipeline_equals_infer("nyaudiodetect", make_wav(128, "eos-test.wav"),
+                               test_file("audio-random.safetensors"), 30);
+}
+
+std::string make_avi(int frames = 45, int fps = 15, const std::string& name = "pipeline-test.avi") {
+  const std::string avi = test_file(name.c_str());
+  PipelineRun make;
+  run_pipeline("videotestsrc pattern=ball num-buffers=" + std::to_string(frames) +
+               " ! video/x-raw,format=I420,width=160,height=120,framerate=" + std::to_string(fps) +
+               "/1 ! avimux ! filesink location=" + avi, &make);
+  EXPECT_EQ(make.error, "");
+  return avi;
 }
 
 // The same for video on a lossless file, with the test model (default
 // descriptor) and the shipped one (its own front-end params).
 TEST_F(Elements, VideoPipelineEqualsInferOnFeaturesOfTheSameFile) {
-  const std::string avi = test_file("pipeline-test.avi");
-  PipelineRun make;
-  run_pipeline("videotestsrc pattern=ball num-buffers=45 ! video/x-raw,format=I420,width=160,"
-               "height=120,framerate=15/1 ! avimux ! filesink location=" + avi, &make);
-  ASSERT_EQ(make.error, "");
+  const std::string avi = make_avi();
   for (const std::string& model :
        {test_file("video-random.safetensors"),
         std::string(std::getenv("NYSTREAM_SHIPPED_MODELS")) + "/video-actions.safetensors"}) {
     SCOPED_TRACE(model);
     expect_pipeline_equals_infer("nyvideodetect", avi, model, 20);
   }
+  // 10 fps: the last frame's token is completed by the drain at EOS.
+  expect_pipeline_equals_infer("nyvideodetect", make_avi(30, 10, "eos-test.avi"),
+                               test_file("video-random.safetensors"), 20);
+}
+
+std::vector<nlohmann::json> read_json_lines(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<nlohmann::json> lines;
+  std::string line;
+  while (std::getline(in, line)) lines.push_back(nlohmann::json::parse(line));
+  return lines;
+}
+
+// The lines of one detector in a nymetaconvert file: one per result the
+// detector posted on the bus (every one: message-interval=0), tokens 0, 1, ...
+// in order, none twice.
+void expect_lines_are_every_result(const std::vector<nlohmann::json>& lines, const std::string& detector,
+                                   const std::vector<guint64>& posted) {
+  std::vector<guint64> tokens;
+  for (const nlohmann::json& line : lines)
+    if (line.at("detector") == detector) tokens.push_back(line.at("token").get<guint64>());
+  EXPECT_EQ(tokens, posted) << detector << ": " << tokens.size() << " lines, " << posted.size()
+                            << " results posted";
+  for (std::size_t i = 0; i < tokens.size(); ++i) ASSERT_EQ(tokens[i], i) << detector;
+}
+
+// "Bad input loses nothing": the JSON file holds every result, the tokens the
+// front end completes only at EOS (no buffer after them) included.
+TEST_F(Elements, MetaConvertWritesEveryResultIncludingThoseDrainedAtEos) {
+  const std::string json = test_file("eos-results.jsonl");
+  const std::vector<std::tuple<std::string, std::string, std::string>> cases = {
+      // 4 s: the last token's frames look past the end, into the drain's padding.
+      {"nyaudiodetect", make_wav(128, "eos-test.wav"), test_file("audio-random.safetensors")},
+      // 10 fps: the last frame shows the last token, complete only when no frame follows.
+      {"nyvideodetect", make_avi(30, 10, "eos-test.avi"), test_file("video-random.safetensors")}};
+  for (const auto& [element, file, model] : cases) {
+    SCOPED_TRACE(element);
+    PipelineRun run;
+    run_pipeline("filesrc location=" + file + " ! decodebin ! " + element + " name=d model=" + model +
+                     " message-interval=0 ! nymetaconvert location=" + json + " ! fakesink", &run);
+    ASSERT_EQ(run.error, "");
+    const std::vector<guint64>& posted = run.message_tokens["d"];
+    ASSERT_GT(posted.size(), 20u);
+    const std::vector<nlohmann::json> lines = read_json_lines(json);
+    expect_lines_are_every_result(lines, "d", posted);
+    // Some results were completed by the drain at EOS (else this tests nothing);
+    // the pad probe saw them, on the carrier whose PTS is the first one's start.
+    ASSERT_GT(run.final_results, 0u);
+    ASSERT_EQ(run.results.size(), lines.size());
+    const std::size_t first_final = lines.size() - run.final_results;
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+      EXPECT_EQ(lines[i].at("start_timestamp").get<guint64>(), run.results[i].start) << i;
+      EXPECT_EQ(lines[i].at("end_timestamp").get<guint64>(),
+                run.results[i].start + run.results[i].duration) << i;
+      if (i >= first_final) {
+        EXPECT_EQ(lines[i].at("timestamp").get<guint64>(), run.results[first_final].start) << i;
+      }
+    }
+  }
+}
+
+// Each converter of a chain writes what passes it once: its detector's results
+// and those of detectors before it (riding on the same buffers and event).
+TEST_F(Elements, ChainedDetectorsEachConverterWritesEveryResultOnce) {
+  const std::string model = test_file("audio-random.safetensors");
+  const std::string first = test_file("chain-first.jsonl"), second = test_file("chain-second.jsonl");
+  PipelineRun run;
+  run_pipeline("filesrc location=" + make_wav(128, "eos-test.wav") +
+                   " ! decodebin ! nyaudiodetect name=d model=" + model + " ! nymetaconvert location=" +
+                   first + " ! nyaudiodetect name=d2 model=" + model +
+                   " ! nymetaconvert location=" + second + " ! fakesink", &run);
+  ASSERT_EQ(run.error, "");
+  ASSERT_GT(run.final_results, 0u);
+  const std::vector<nlohmann::json> a = read_json_lines(first), b = read_json_lines(second);
+  expect_lines_are_every_result(a, "d", run.message_tokens["d"]);
+  expect_lines_are_every_result(b, "d", run.message_tokens["d"]);
+  expect_lines_are_every_result(b, "d2", run.message_tokens["d2"]);
+  std::vector<nlohmann::json> b_of_d;
+  for (const nlohmann::json& line : b)
+    if (line.at("detector") == "d") b_of_d.push_back(line);
+  EXPECT_EQ(b_of_d, a);
+}
+
+// No result completed at EOS (inference-interval: only token 0 is reported) or
+// no data at all: no event, nothing more written, no error.
+TEST_F(Elements, MetaConvertWithNothingDrainedAtEos) {
+  const std::string json = test_file("eos-none.jsonl");
+  PipelineRun run;
+  const std::string model = test_file("audio-random.safetensors");
+  run_pipeline("filesrc location=" + make_wav(128, "eos-test.wav") +
+                   " ! decodebin ! nyaudiodetect name=d inference-interval=1000 model=" + model +
+                   " ! nymetaconvert location=" + json + " ! fakesink", &run);
+  ASSERT_EQ(run.error, "");
+  EXPECT_EQ(run.final_results, 0u);
+  const std::vector<nlohmann::json> lines = read_json_lines(json);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].at("token"), 0);
+
+  PipelineRun empty;
+  run_pipeline("audiotestsrc num-buffers=0 ! nyaudiodetect name=d model=" + model +
+                   " ! nymetaconvert location=" + json + " ! fakesink", &empty);
+  ASSERT_EQ(empty.error, "");
+  EXPECT_TRUE(read_json_lines(json).empty());
 }
 
 TEST_F(Elements, CorruptModelFailsWithTheLoadersMessage) {
