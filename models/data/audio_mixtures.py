@@ -120,6 +120,13 @@ PACKAGES = [
     "tuxpaint-stamps-default", "wesnoth-1.16-data", "gcompris-qt-data", "warmux-data",
     "openarena-data", "yaru-theme-sound", "linphone-common", "gajim", "psi-plus-sounds",
     "pidgin-data", "eiskaltdcpp-sounds", "tuxtype-data", "lbreakout2-data", "pingus-data",
+    # more real recordings for the thin classes (about 220 MB of .debs): human cries, laughs and
+    # screams, animal calls, alarms/ringtones/reminders; their other effects are distractors
+    "openclonk-data", "scorched3d-data", "ufoai-sound", "openttd-opensfx", "wordwarvi-sound",
+    "teeworlds-data", "workrave-data", "pychess", "pangzero", "korganizer", "micropolis-data",
+    "tecnoballz-data", "monsterz-data", "mirrormagic-data", "baresip-core", "sound-icons", "gnubiff",
+    # two more telephone-prompt voices and Mandarin syllables (real speech)
+    "asterisk-prompt-es-co", "asterisk-prompt-fr-armelle", "gcin-voice",
 ]
 
 
@@ -223,6 +230,90 @@ def extract_zip(zpath, dest, keep):
                     f.write(z.read(m))
                 os.replace(p + ".tmp", p)
             out.append(p)
+    return sorted(out)
+
+
+def extract_cat(cat, dest, keep):
+    """OpenTTD sound catalogue (openttd-opensfx's opensfx.cat: a table of (offset | 1 << 31, size)
+    pairs; at each offset a length-prefixed description, '"Title". Original ... License ...',
+    then `size` bytes of RIFF WAV) -> the entries whose title is a key of keep, written once as
+    dest/keep[title].wav (titles sharing a name get _1, _2, ...). Returns their paths."""
+    import struct
+    out = []
+    if not os.path.exists(cat):
+        return out
+    b = open(cat, "rb").read()
+    seen = {}
+    for i in range((struct.unpack_from("<I", b, 0)[0] & 0x7FFFFFFF) // 8):
+        off, size = struct.unpack_from("<II", b, 8 * i)
+        off &= 0x7FFFFFFF
+        n = b[off]
+        m = re.match(r'"([^"]+)"', b[off + 1: off + 1 + n].decode("utf-8", "replace"))
+        if not m or m.group(1) not in keep:
+            continue
+        name = keep[m.group(1)]
+        seen[name] = seen.get(name, 0) + 1
+        p = os.path.join(dest, f"{name}_{seen[name]}.wav")
+        check_path(p)
+        if not os.path.exists(p):
+            os.makedirs(dest, exist_ok=True)
+            with open(p + ".tmp", "wb") as f:
+                f.write(b[off + 1 + n: off + 1 + n + size])
+            os.replace(p + ".tmp", p)
+        out.append(p)
+    return sorted(out)
+
+
+def extract_c4group(group, dest, keep):
+    """Members of an OpenClonk packed group (openclonk-data's Sound.ocg) for which keep(name)
+    is true -> dest/name, once; name is the path inside the group, e.g.
+    Clonk.ocg/Skin.ocg/Adventurer.ocg/Hurt1.wav. Returns their paths.
+
+    Format (OpenClonk src/c4group/C4Group.{h,cpp}): a gzip stream whose magic is 1e 8c instead
+    of 1f 8b; inside, a group is a 204-byte header (scrambled: XOR 237 and every 3-byte run
+    reversed; "RedWolf Design GrpFolder", entry count at byte 36), then 316-byte entries
+    (file name[260], packed, child group, size, unused, offset), then the data; a child group
+    is a nested group stored in its parent's data."""
+    import gzip
+    import struct
+    if not os.path.exists(group):
+        return []
+    raw = open(group, "rb").read()
+    data = gzip.decompress(b"\x1f\x8b" + raw[2:])
+
+    def unscramble(h):
+        h = bytearray(x ^ 237 for x in h)
+        for i in range(0, len(h) - 2, 3):
+            h[i], h[i + 2] = h[i + 2], h[i]
+        return bytes(h)
+
+    def walk(start, prefix):
+        h = unscramble(data[start: start + 204])
+        if h[:24] != b"RedWolf Design GrpFolder":
+            return
+        n = struct.unpack_from("<i", h, 36)[0]
+        base = start + 204 + 316 * n
+        for k in range(n):
+            e = start + 204 + 316 * k
+            name = data[e: e + 260].split(b"\0")[0].decode("latin-1")
+            _, child, size, _, off = struct.unpack_from("<iiiii", data, e + 260)
+            if child:
+                yield from walk(base + off, prefix + name + "/")
+            else:
+                yield prefix + name, base + off, size
+
+    out = []
+    for name, off, size in walk(0, ""):
+        if not keep(name):
+            continue
+        p = os.path.join(dest, name)
+        check_path(p)
+        if not os.path.exists(p):
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            with open(p + ".tmp", "wb") as f:
+                f.write(data[off: off + size])
+            os.replace(p + ".tmp", p)
+        out.append(p)
     return sorted(out)
 
 
@@ -370,6 +461,26 @@ def espeak_variants():
     return sorted(set(out))
 
 
+# gcompris-qt-data memory-sound recordings used as distractors (machines, vehicles, rain, a door)
+GCOMPRIS_NOISES = {"LRDoor_Open_2_LA.ogg", "LRTrain_slowing_down_01_LA_cut.ogg", "LRStartAndStopCarEngine1LACut.ogg",
+                   "LRRain_in_garden_01_LA_cut.ogg", "LRObject_falling_01_LA.ogg", "LRObject_falling_02_LA.ogg"} | {
+                   f"LRFactory_noise_0{i}_LA.ogg" for i in range(1, 7)}
+
+# openclonk-data Sound.ocg members used: the clonks' cries (human sounds; no Confirm/Decline/Doubt,
+# which are word-like), two real animals, and effects (distractors)
+OPENCLONK_VOICE = r"Clonk\.ocg/Skin\.ocg/(Adventurer|Alchemist|Steampunk|Farmer)\.ocg/(Die|Hurt|Laughter|Scream|Shock)\d\."
+OPENCLONK_EFFECT = (r"(Hits\.ocg/.+|Liquids\.ocg/(Splash\d|Bubble\d|Waterdrop\d|Boiling|StereoRain)"
+                    r"|Fire\.ocg/(Blast\d|BlastMetal|Fire|Fuse)|Environment\.ocg/(Lightning\.ocg/Thunder\d|Tree\.ocg/\w+"
+                    r"|Waterfall|WindLoop|Disasters\.ocg/Earthquake)|Structures\.ocg/(Door\w+|HingeCreak\d|SawmillRipcut"
+                    r"|SteamEngine|Pumpjack|Elevator\.ocg/\w+)|Clonk\.ocg/(Movement\.ocg/Step\w+|Action\.ocg/Dig\.ocg/\w+)"
+                    r"|Objects\.ocg/(Weapons\.ocg/.+|Lorry\.ocg/\w+|Pickaxe\.ocg/\w+|Plane\.ocg/\w+))\.")
+
+
+def keep_openclonk(name):
+    return bool(re.match(OPENCLONK_VOICE + "|" + OPENCLONK_EFFECT + r"|Animals\.ocg/MosquitoBuzz\.|Environment\.ocg/BirdsLoop\.",
+                         name)) and name.endswith((".wav", ".ogg"))
+
+
 # sox synthesis recipes for alarms; each recipe is a split unit.
 ALARM_RECIPES = ["beep_train", "alarm_clock", "siren_wail", "siren_yelp", "two_tone",
                  "ring_dual", "bell_strike", "buzzer", "chirp_up"]
@@ -409,10 +520,29 @@ def build_catalogue(roots, val_fraction, salt):
         if f:
             srcs.append(Source("speech", u, "concat_words", "validation" if u.endswith("-it-gsm") else "train",
                                u, f, {"max_files": 3}, family="asterisk-core-sounds"))
+    # two more prompt voices (one speaker each) in the same family: Colombian Spanish (train),
+    # Armelle's French (validation); their beep/beeperr tones are not speech
+    for pkg, split in (("asterisk-prompt-es-co", "train"), ("asterisk-prompt-fr-armelle", "validation")):
+        if R(pkg):
+            f = [p for p in files_under(R(pkg), "usr/share/asterisk/sounds", (".gsm",))
+                 if "beep" not in os.path.basename(p)]
+            if f:
+                srcs.append(Source("speech", pkg, "concat_words", split, pkg, f, {"max_files": 3},
+                                   family="asterisk-core-sounds"))
+    if R("gcin-voice"):
+        # Mandarin syllables (SYLLABLE/3.ogg and SYLLABLE/5.ogg, two recordings of each); strung
+        # together they are Mandarin-like babble, the only real Chinese voice here; one unit, train
+        f = files_under(R("gcin-voice"), "usr/share/gcin-voice/ogg", (".ogg",))
+        if f:
+            srcs.append(Source("speech", "gcin-voice", "concat_words", "train", "gcin-voice", f, {"max_files": 10}))
     if R("ktuberling-data"):
         base = os.path.join(R("ktuberling-data"), "usr/share/ktuberling/sounds")
-        units = {f"ktuberling-data/{d}": files_under(base, d, (".wav", ".ogg", ".opus"))
-                 for d in sorted(os.listdir(base)) if os.path.isdir(os.path.join(base, d))}
+        # one unit per language: sr, sr@latin, sr@ijekavian, ... share recordings
+        units = {}
+        for d in sorted(os.listdir(base)):
+            if os.path.isdir(os.path.join(base, d)):
+                units.setdefault(f"ktuberling-data/{d.split('@')[0]}", []).extend(
+                    files_under(base, d, (".wav", ".ogg", ".opus")))
         add_group("speech", "concat_words", "ktuberling-data", units, max_files=6)
     if R("klettres-data"):
         base = os.path.join(R("klettres-data"), "usr/share/klettres")
@@ -447,6 +577,10 @@ def build_catalogue(roots, val_fraction, salt):
         voice_lines.append(("pingus-data", "pingus-data/voice", "validation", files_under(
             R("pingus-data"), "usr/share/games/pingus/data/sounds", (".wav",),
             names={"goodidea", "letsgo", "ohno", "yipee"})))
+    if R("wordwarvi-sound"):  # shouted lines ("help, down here!")
+        voice_lines.append(("wordwarvi-sound", "wordwarvi-sound/voice", "validation", files_under(
+            R("wordwarvi-sound"), "usr/share/wordwarvi/sounds", (".ogg",),
+            names={"help_down_here", "help_up_here", "nice_bank_shot"})))
     if R("linphone-common"):
         voice_lines.append(("linphone-common", "linphone-common/hello", "validation", files_under(
             R("linphone-common"), "usr/share/sounds/linphone", (".wav",), names={"hello16000"})))
@@ -491,6 +625,9 @@ def build_catalogue(roots, val_fraction, salt):
     rsplit = split_units(ALARM_RECIPES, val_fraction, salt + "alarm-recipes")
     for r_ in ALARM_RECIPES:
         srcs.append(Source("alarm", f"sox:{r_}", "sox", rsplit[r_], "sox (installed)", [], {"recipe": r_}))
+    # training only: validation keeps the held-out recipes and recordings
+    srcs.append(Source("alarm", "numpy:alarm_synth", "alarm_synth", "train", "numpy (synthetic)", [],
+                       family="alarm_synth"))
     if R("gnome-audio"):
         f = files_under(R("gnome-audio"), "usr/share/sounds", (".wav",),
                         names={"phone", "warning", "error", "email", "info", "question", "generic"})
@@ -534,11 +671,62 @@ def build_catalogue(roots, val_fraction, salt):
             f = files_under(R(pkg), sub, (".wav", ".ogg", ".oga"), names=names)
             if f:
                 srcs.append(Source("alarm", f"{pkg}/alerts", "event", split, pkg, f, {"repeat": 3}))
+    # more alarms, each package one unit, fixed split (4 of 13 held out: police/fire-truck sirens,
+    # phone ring/busy/call-waiting tones, calendar reminders, a warning beep). The packages with
+    # one or two alarm files share one family, so that no single file is drawn as often as a
+    # whole sound theme.
+    SMALL = "small packages"
+    more_alerts = [  # (package, split, folder, file names, family or None = the package)
+        ("workrave-data", "train", "usr/share/sounds/workrave", None, None),  # break reminders, 3 themes
+        ("openttd-opensfx", "train", "opensfx-x", {"beep_1", "level_crossing_1"}, SMALL),
+        ("ufoai-sound", "train", "pk3/sound", {"basealert", "beep1", "beep2"}, None),
+        ("monsterz-data", "train", "usr/share/games/monsterz/sound", {"warning", "ding"}, SMALL),
+        ("wordwarvi-sound", "train", "usr/share/wordwarvi/sounds", {"missile_alarm"}, SMALL),
+        ("micropolis-data", "train", "usr/share/games/micropolis/res/sounds", {"siren"}, SMALL),
+        ("tecnoballz-data", "train", "usr/share/games/tecnoballz/sounds", {"ralarm"}, SMALL),
+        ("pychess", "train", "usr/share/pychess/sounds", {"alarm"}, SMALL),  # flag-fall alarm
+        ("gnubiff", "train", "usr/share/gnubiff", {"mail"}, SMALL),
+        ("scorched3d-data", "validation", "usr/share/games/scorched3d/data/globalmods/apoc/data/wav/misc",
+         {"policecar", "firetruck"}, None),
+        ("baresip-core", "validation", "usr/share/baresip",
+         {"ring", "ringback", "busy", "callwaiting", "error", "notfound", "message"}, None),
+        ("korganizer", "validation", "usr/share/korganizer/sounds", None, None),  # reminder alarms
+        ("mirrormagic-data", "validation", "usr/share/games/mirrormagic/sounds/snd_classic", {"warnton"}, None),
+    ]
+    opensfx, ufoai_pk3 = [], []
+    if R("openttd-opensfx"):  # OpenSFX catalogue entries by title -> file name (no horns, no cash-till
+        # bell, no applause, no lion roar: that one is a person's growl)
+        opensfx = {"Beep": "beep", "Level crossing": "level_crossing",
+                   "Sheep": "sheep", "Cow": "cow", "Horse": "horse", "Tropical: Bird (1)": "bird",
+                   "Tropical: Bird (2)": "bird", "Tropical: Monkeys": "monkey"}
+        opensfx.update({t: "effect-" + re.sub(r"\W+", "-", t.lower()).strip("-") for t in (
+            "Splat (building docks/canals/river)", "Mining machinery", "Electric sparking",
+            "Steam (of steam engine)", "Road vehicle breakdown", "Train/ship breakdown", "Crash",
+            "Explosion", "Big crash", "Plane wheels touching ground", "Helicopter",
+            "Truck/old bus start, pull away", "Modern bus start", "Old bus start", "Splat (rail builds)",
+            "Jackhammer", "Building bridge", "Sawmill", "Wind", "Heavy wind", "Lumber mill: Crashing tree",
+            "Lumber mill: Falling tree", "Lumber mill: Chainsaw", "Propeller plane start",
+            "Early jet take off", "Modern jet take off", "Mach 1+ Jet take off")})
+        opensfx = extract_cat(os.path.join(R("openttd-opensfx"), "usr/share/games/openttd/baseset/opensfx/opensfx.cat"),
+                              os.path.join(R("openttd-opensfx"), "opensfx-x"), opensfx)
+    if R("ufoai-sound"):  # one zip of all the game's sounds; the used ones are unpacked into pk3/
+        ufoai_pk3 = extract_zip(
+            os.path.join(R("ufoai-sound"), "usr/share/games/ufoai/base/0snd.pk3"), os.path.join(R("ufoai-sound"), "pk3"),
+            lambda m: re.match(r"sound/(soldiers/\w+|civilians/\w+|ambience/cricket_loop|geoscape/basealert"
+                               r"|ui/beep\d|doors/[\w-]+|footsteps/(carpet|dirt|grass|gravel|sand|snow|stone|tile|wood)\d"
+                               r"|misc/break\w+|impact/[\w-]+|ugv/[\w-]+|ambience/(thunder\d|water\d*|arcticwind|fire\d*)"
+                               r"|weapons/(bullet|explosion|reload)-?[\w-]*)\.ogg$", m))
+    for pkg, split, sub, names, fam in more_alerts:
+        if R(pkg):
+            f = files_under(R(pkg), sub, (".wav", ".ogg", ".oga"), names=names)
+            if f:
+                srcs.append(Source("alarm", f"{pkg}/alerts", "event", split, pkg, f, {"repeat": 3}, family=fam))
     if R("gcompris-qt-data"):
         rcc = os.path.join(R("gcompris-qt-data"), "usr/share/gcompris-qt/rcc")
         gc_mem = extract_rcc(os.path.join(rcc, "memory-sound.rcc"),
                              os.path.join(R("gcompris-qt-data"), "rcc-x/memory-sound"),
-                             {"LRRing_01_LA.ogg", "LRBark_3_LA_cut.ogg", "LRFrogsInPondDuringStormLACut.ogg"})
+                             {"LRRing_01_LA.ogg", "LRBark_3_LA_cut.ogg", "LRFrogsInPondDuringStormLACut.ogg",
+                              "LRBark_1_LA_cut.ogg"} | GCOMPRIS_NOISES)
         gc_farm = extract_rcc(os.path.join(rcc, "explore_farm_animals.rcc"),
                               os.path.join(R("gcompris-qt-data"), "rcc-x/explore_farm_animals"),
                               {f"{a}.ogg" for a in ("cat", "chickens", "cow", "dog", "duck", "horse", "owl",
@@ -562,23 +750,69 @@ def build_catalogue(roots, val_fraction, salt):
         animal["sonic-pi-samples/crow"] = files_under(R("sonic-pi-samples"), "usr/share", (".flac",), names={"misc_crow"})
     for name, p in sorted(gc_farm.items()):
         animal.setdefault(f"gcompris-qt-data/{name[:-4].replace('chickens', 'chicken')}", []).append(p)
-    if "LRBark_3_LA_cut.ogg" in gc_mem:
-        animal.setdefault("gcompris-qt-data/dog", []).append(gc_mem["LRBark_3_LA_cut.ogg"])
+    for bark in ("LRBark_3_LA_cut.ogg", "LRBark_1_LA_cut.ogg"):
+        if bark in gc_mem:
+            animal.setdefault("gcompris-qt-data/dog", []).append(gc_mem[bark])
     if "LRFrogsInPondDuringStormLACut.ogg" in gc_mem:
         animal["gcompris-qt-data/frog"] = [gc_mem["LRFrogsInPondDuringStormLACut.ogg"]]
     if R("wesnoth-1.16-data"):
         ws = files_under(R("wesnoth-1.16-data"), "usr/share/games/wesnoth/1.16/data/core/sounds", (".ogg", ".wav"))
         for sp, pat in (("wolf", r"wolf-(die|growl|hit)-\d"), ("horse", r"horse-(die|hit)"), ("bird", r"birds\d")):
             animal[f"wesnoth-1.16-data/{sp}"] = [p for p in ws if re.match(pat, os.path.basename(p))]
+    if R("scratch"):
+        animal.setdefault("scratch/cat", []).extend(
+            files_under(R("scratch"), "usr/share/scratch/Media/Sounds/Animal", (".mp3",), names={"Cat"}))
     animal = {u: sorted(f) for u, f in animal.items() if f}
     asplit = split_units(list(animal), val_fraction, salt + "animal" + "event")
-    for u, f in animal.items():
+    # newer animal units (package/species), split among themselves with their own salt so that
+    # the units above keep their split
+    animal_new = {}
+    if R("scratch"):
+        animal_new["scratch/sealion"] = files_under(R("scratch"), "usr/share/scratch/Media/Sounds/Animal",
+                                                    (".mp3",), names={"SeaLion"})
+    if R("wesnoth-1.16-data"):  # bat squeaks (not bat-flapping, the wings)
+        animal_new["wesnoth-1.16-data/bat"] = [
+            p for p in files_under(R("wesnoth-1.16-data"), "usr/share/games/wesnoth/1.16/data/core/sounds", (".ogg",))
+            if re.match(r"bat-hit-\d", os.path.basename(p))]
+    if R("scorched3d-data"):
+        sc = files_under(R("scorched3d-data"), "usr/share/games/scorched3d/data/globalmods", (".wav",))
+        for sp, pat in (("cow", r"(cows|moo)"), ("dog", r"dog\d?"), ("rooster", r"rooster"), ("sheep", r"sheep"),
+                        ("bat", r"bats\d"), ("bird", r"(birdchirp\d|birds\d)"), ("frog", r"frogs"),
+                        ("gull", r"gull\d"), ("wolf", r"wolf")):  # wolf: a howl
+            animal_new[f"scorched3d-data/{sp}"] = [p for p in sc if re.fullmatch(pat + r"\.wav", os.path.basename(p))]
+    if R("ufoai-sound"):
+        animal_new["ufoai-sound/cricket"] = [p for p in ufoai_pk3 if p.endswith("/cricket_loop.ogg")]
+    if R("openttd-opensfx"):  # OpenSFX: sheep field, cow moan, horse neigh, tropical birds, monkeys
+        for sp in ("sheep", "cow", "horse", "bird", "monkey"):
+            animal_new[f"openttd-opensfx/{sp}"] = [p for p in opensfx if re.fullmatch(sp + r"_\d+\.wav", os.path.basename(p))]
+    if R("openclonk-data"):  # real recordings only: a mosquito, a birdsong loop (not the fantasy animals)
+        oc = extract_c4group(os.path.join(R("openclonk-data"), "usr/share/games/openclonk/Sound.ocg"),
+                             os.path.join(R("openclonk-data"), "c4g"), keep_openclonk)
+        animal_new["openclonk-data/mosquito"] = [p for p in oc if p.endswith("/MosquitoBuzz.ogg")]
+        animal_new["openclonk-data/bird"] = [p for p in oc if p.endswith("/BirdsLoop.ogg")]
+    else:
+        oc = []
+    if R("micropolis-data"):
+        animal_new["micropolis-data/duck"] = files_under(R("micropolis-data"), "usr/share/games/micropolis/res/sounds",
+                                                         (".wav",), names={"quack", "quackquack"})
+    if R("pangzero"):
+        animal_new["pangzero/cat"] = files_under(R("pangzero"), "usr/share/perl5/auto/share/dist", (".voc",),
+                                                 names={"meow"})
+    if R("sound-icons"):
+        animal_new["sound-icons/canary"] = files_under(R("sound-icons"), "usr/share/sounds/sound-icons", (".wav",),
+                                                       names={"canary-long"})
+    animal_new = {u: sorted(f) for u, f in animal_new.items() if f}
+    asplit.update(split_units(list(animal_new), val_fraction, salt + "animal-new" + "event"))
+    # one-file packages share a family (see the alarms)
+    small = {"micropolis-data", "pangzero", "sound-icons"}
+    for u, f in {**animal, **animal_new}.items():
         pkg = u.split("/")[0]
         srcs.append(Source("animal", u, "event", asplit[u], pkg, f, {"repeat": 3},
-                           family="scratch, sonic-pi-samples" if pkg in ("scratch", "sonic-pi-samples") else pkg))
+                           family="scratch, sonic-pi-samples" if pkg in ("scratch", "sonic-pi-samples")
+                           else SMALL if pkg in small else pkg))
     # ---- human sounds: split by speaker gender (Scratch) + tuxpaint giggle (train)
     if R("scratch"):
-        hs = files_under(R("scratch"), "usr/share/scratch/Media/Sounds/Human", (".wav",))
+        hs = files_under(R("scratch"), "usr/share/scratch/Media/Sounds/Human", (".wav", ".mp3"))
         hs = [p for p in hs if re.match(r"(Laugh|Scream|Cough|Sneeze)", os.path.basename(p))]
         fem = [p for p in hs if "female" in p]
         male = [p for p in hs if "female" not in p]
@@ -611,9 +845,50 @@ def build_catalogue(roots, val_fraction, salt):
         human.append(("openarena-data", "openarena-data/sarge", "validation", extract_zip(
             pk3, os.path.join(R("openarena-data"), "pk3"),
             lambda m: re.match(r"sound/player/sarge/(death\d|pain\d+_\d|gasp|drown|falling1)\.wav$", m))))
+    # newer units, fixed split, 4 of 14 held out (whole packages: scorched3d's screams, wordwarvi's
+    # scream/oof/ho-ho-ho, teeworlds' cartoon pain cries, mirrormagic's laugh and "autsch")
+    if R("scratch"):
+        human.append(("scratch", "scratch/baby-cry", "train", files_under(
+            R("scratch"), "usr/share/scratch/Media/Sounds/Human", (".mp3",), names={"BabyCry"})))
+    if R("openclonk-data"):  # Adventurer, Alchemist and Steampunk are all voiced by "ala"; Farmer by two others
+        human.append(("openclonk-data", "openclonk-data/ala", "train",
+                      [p for p in oc if re.search(OPENCLONK_VOICE, p) and "/Farmer.ocg/" not in p]))
+        human.append(("openclonk-data", "openclonk-data/farmer", "train",
+                      [p for p in oc if re.search(OPENCLONK_VOICE, p) and "/Farmer.ocg/" in p]))
+    if R("ufoai-sound"):  # pain and death cries (and civilians' screams), one unit per voice set
+        for u, pat in (("soldier-male", r"/soldiers/male"), ("soldier-female", r"/soldiers/female"),
+                       ("civilian-female", r"/civilians/civfem"), ("civilian-male", r"/civilians/(civ)?male")):
+            human.append(("ufoai-sound", f"ufoai-sound/{u}", "train", [p for p in ufoai_pk3 if re.search(pat, p)]))
+    if R("scorched3d-data"):
+        human.append(("scorched3d-data", "scorched3d-data/screams", "validation", files_under(
+            R("scorched3d-data"), "usr/share/games/scorched3d/data/globalmods/apoc/data/wav/misc", (".wav",),
+            names={"scream1", "scream2", "scream3", "scream4", "screaming"})))
+    if R("wordwarvi-sound"):  # not aaaah_it_burns / ow_my_spine / hohoho_merry_xmas, which have words in them
+        human.append(("wordwarvi-sound", "wordwarvi-sound/cries", "validation", files_under(
+            R("wordwarvi-sound"), "usr/share/wordwarvi/sounds", (".ogg",), names={"fallingscreamhi", "ooooof", "hohoho"})))
+    if R("teeworlds-data"):  # the cartoon tee voice: short and long pain cries, crying
+        human.append(("teeworlds-data", "teeworlds-data/tee", "validation", [
+            p for p in files_under(R("teeworlds-data"), "usr/share/games/teeworlds/data/audio", (".wv",))
+            if re.match(r"vo_teefault_(pain_short|pain_long|cry)-\d+\.wv$", os.path.basename(p))]))
+    # one- and two-file packages share a family (see the alarms)
+    if R("sonic-pi-samples"):
+        human.append(("sonic-pi-samples", "sonic-pi-samples/burp", "train", files_under(
+            R("sonic-pi-samples"), "usr/share", (".flac",), names={"misc_burp"})))
+    if R("monsterz-data"):
+        human.append(("monsterz-data", "monsterz-data/voice", "train", files_under(
+            R("monsterz-data"), "usr/share/games/monsterz/sound", (".wav",), names={"laugh", "grunt"})))
+    if R("micropolis-data"):
+        human.append(("micropolis-data", "micropolis-data/scream", "train", files_under(
+            R("micropolis-data"), "usr/share/games/micropolis/res/sounds", (".wav",), names={"aaah"})))
+    if R("mirrormagic-data"):  # "lachen" = a laugh, "autsch" = ouch
+        human.append(("mirrormagic-data", "mirrormagic-data/voice", "validation", files_under(
+            R("mirrormagic-data"), "usr/share/games/mirrormagic/sounds/snd_classic", (".wav",),
+            names={"lachen", "autsch"})))
+    small = {"sonic-pi-samples", "monsterz-data", "micropolis-data", "mirrormagic-data"}
     for pkg, u, split, f in human:
         if f:
-            srcs.append(Source("human_sounds", u, "event", split, pkg, f, {"repeat": 3}))
+            srcs.append(Source("human_sounds", u, "event", split, pkg, f, {"repeat": 3},
+                               family=SMALL if pkg in small else None))
     # ---- distractors: labelled nothing (their tokens are background)
     if R("scratch"):
         f = files_under(R("scratch"), "usr/share/scratch/Media/Sounds/Effects", (".wav",),
@@ -621,6 +896,8 @@ def build_catalogue(roots, val_fraction, salt):
                                "Plunge", "Pop"})
         f += files_under(R("scratch"), "usr/share/scratch/Media/Sounds/Human", (".wav",),
                          names={"Footsteps-1", "FingerSnap"})
+        f += files_under(R("scratch"), "usr/share/scratch/Media/Sounds", (".mp3",),
+                         names={"DoorClose", "Footsteps-2", "WaterRunning", "WaterDrop", "Typing", "SewingMachine"})
         if f:
             srcs.append(Source(None, "scratch/effects", "event", "train", "scratch", f, {"repeat": 2}))
     if R("sonic-pi-samples"):
@@ -635,6 +912,39 @@ def build_catalogue(roots, val_fraction, salt):
                                                   "typewriterbell", "harp", "bleep"}]
         if f:
             srcs.append(Source(None, "tuxpaint-data/tools", "event", "validation", "tuxpaint-data", f, {"repeat": 3}))
+    # the newer packages' effects (vehicles, machines, weapons, impacts, doors, footsteps, water,
+    # thunder, wind); no horns, whistles, crowds or creature noises, which a listener might call an
+    # alarm, a human or an animal sound. One unit per package, 3 of 7 held out.
+    effects = []
+    if R("gcompris-qt-data"):
+        effects.append(("gcompris-qt-data", "train", [gc_mem[n] for n in sorted(GCOMPRIS_NOISES) if n in gc_mem]))
+    if R("ufoai-sound"):
+        effects.append(("ufoai-sound", "train", [p for p in ufoai_pk3 if re.search(
+            r"/(doors|footsteps|impact|ugv|weapons)/|/misc/break|/ambience/(thunder|water|arcticwind|fire)", p)]))
+    if R("openttd-opensfx"):
+        effects.append(("openttd-opensfx", "train", [p for p in opensfx if os.path.basename(p).startswith("effect-")]))
+    if R("openclonk-data"):
+        effects.append(("openclonk-data", "train", [p for p in oc if re.search(OPENCLONK_EFFECT, p)]))
+    if R("scorched3d-data"):
+        effects.append(("scorched3d-data", "validation", [
+            p for p in files_under(R("scorched3d-data"), "usr/share/games/scorched3d/data/globalmods/none/data/wav",
+                                   (".wav",))
+            if re.search(r"/(explosions|shoot|movement)/|/(apache_1|f16_\d|f18_\d|jet|rain|oceanwaves|thunder\d?"
+                         r"|lava\d|splash|helicopter)\.wav$", p)]))
+    if R("wordwarvi-sound"):
+        effects.append(("wordwarvi-sound", "validation", files_under(
+            R("wordwarvi-sound"), "usr/share/wordwarvi/sounds", (".ogg",),
+            names={"big_explosion", "bombexplosion", "jetwash", "rocket_exhaust_1", "volcano_eruption",
+                   "toyota_celica_cardoor_sample", "flak_hit", "bodyslam", "new_ground_smack", "clang"}
+            | {f"metalbang{i}" for i in range(1, 9)} | {f"stonebang{i}" for i in range(1, 9)})))
+    if R("teeworlds-data"):
+        effects.append(("teeworlds-data", "validation", [
+            p for p in files_under(R("teeworlds-data"), "usr/share/games/teeworlds/data/audio", (".wv",))
+            if re.match(r"(foley_(foot_left|foot_right|land|body_impact|body_splat)|wp_(hammer_hit|gun_fire"
+                        r"|shotty_fire|flump_explo))-\d+\.wv$", os.path.basename(p))]))
+    for pkg, split, f in effects:
+        if f:
+            srcs.append(Source(None, f"{pkg}/effects", "event", split, pkg, f, {"repeat": 2}))
     # ---- noise beds
     for split in SPLITS:
         srcs.append(Source("bed", f"numpy-noise:{split}", "noise", split, "numpy (synthetic)", [],
@@ -772,6 +1082,57 @@ def draw_sox(recipe, rng):
     return trim(x, -50), {"recipe": recipe, "args": " ".join(R)}
 
 
+def draw_alarm_synth(rng):
+    """A procedural alarm, 1-6 s: a harmonic tone (sine, square-, saw- or
+    triangle-like partials below 7.6 kHz) whose pitch is steady, alternates
+    between 2-3 tones, sweeps or warbles, switched on and off as a continuous
+    tone, a beep train or groups of beeps, with flat or struck (decaying) beeps.
+    The few packaged alarms teach their own sounds; this family spans what alarms
+    have in common (tonal, loud, repetitive), so the class generalises."""
+    n = int(rng.uniform(1.0, 6.0) * SR)
+    t = np.arange(n) / SR
+    f0 = float(np.exp(rng.uniform(np.log(350), np.log(3500))))
+    pitch = str(rng.choice(["steady", "alternate", "sweep", "warble"], p=[0.3, 0.25, 0.25, 0.2]))
+    if pitch == "steady":
+        f = np.full(n, f0)
+    elif pitch == "alternate":
+        ratios = np.concatenate([[1.0], rng.uniform(1.1, 1.6, int(rng.integers(1, 3)))])
+        f = f0 * ratios[(t // rng.uniform(0.1, 0.8)).astype(int) % len(ratios)]
+    elif pitch == "sweep":
+        ph = (t * rng.uniform(0.2, 3.0)) % 1.0
+        shape = rng.choice(["up", "down", "updown"])
+        ph = {"up": ph, "down": 1 - ph, "updown": 1 - np.abs(2 * ph - 1)}[shape]
+        f = f0 * rng.uniform(1.3, 2.5) ** ph
+    else:
+        f = f0 * (1 + rng.uniform(0.03, 0.15) * np.sin(2 * np.pi * rng.uniform(4, 20) * t))
+    phase = 2 * np.pi * np.cumsum(f) / SR
+    wave = str(rng.choice(["sine", "square", "saw", "triangle"]))
+    x = np.zeros(n)
+    for k in range(1, 16):
+        if k * f.max() > 7600:
+            break
+        amp = {"sine": float(k == 1), "square": (k % 2) / k, "saw": 1 / k,
+               "triangle": (k % 2) / k ** 2}[wave]
+        x += amp * np.sin(k * phase)
+    gate = str(rng.choice(["continuous", "beeps", "groups"], p=[0.2, 0.5, 0.3]))
+    if gate != "continuous":
+        on, off = rng.uniform(0.05, 0.5), rng.uniform(0.03, 0.6)
+        period = on + off
+        pos = t % period
+        if gate == "groups":
+            g = int(rng.integers(2, 5))
+            group = g * period + rng.uniform(0.3, 1.0)
+            pos = np.where(t % group < g * period, (t % group) % period, on + 1)
+        struck = rng.random() < 0.25
+        env = np.where(pos < on, np.exp(-pos / rng.uniform(0.05, 0.4)) if struck else 1.0, 0.0)
+        ramp = np.clip(np.minimum(pos, on - pos) / 0.005, 0, 1)  # 5 ms edges, no clicks
+        x *= env * ramp
+    if rng.random() < 0.2:
+        x *= 1 - 0.5 * (1 + np.sin(2 * np.pi * rng.uniform(10, 30) * t)) / 2
+    x = (x / (np.abs(x).max() + 1e-12)).astype(np.float32)
+    return x, {"pitch": pitch, "wave": wave, "gate": gate, "f0_hz": round(f0)}
+
+
 def draw(src, rng, cache, max_len):
     k = src.kind
     if k == "espeak":
@@ -784,6 +1145,8 @@ def draw(src, rng, cache, max_len):
         return draw_loop(src, rng, max_len)
     if k == "sox":
         return draw_sox(src.params["recipe"], rng)
+    if k == "alarm_synth":
+        return draw_alarm_synth(rng)
     if k == "event":
         return draw_event(src, rng, src.params.get("repeat", 1))
     raise ValueError(k)
@@ -890,7 +1253,13 @@ def token_activity(dry, start, n_tok, rel_db=-25.0, fill=2):
 # ---------------------------------------------------------------------------
 # One clip
 # ---------------------------------------------------------------------------
-FAMILY_WEIGHTS = {"espeak": 2.0, "midi": 2.0, "sox": 2.0}
+def audible(event_energy, rest_energy, margin_db):
+    """Tokens where an event is not masked: its energy in the token is at most
+    margin_db below everything else there (bed and the other events)."""
+    return event_energy >= rest_energy * 10 ** (-margin_db / 10)
+
+
+FAMILY_WEIGHTS = {"espeak": 2.0, "midi": 2.0, "sox": 2.0, "alarm_synth": 10.0}  # alarm_synth: ~30 % of training alarms
 CLASS_WEIGHTS = {"speech": 0.27, "music": 0.2, "alarm": 0.17, "animal": 0.14, "human_sounds": 0.12, None: 0.10}
 
 
@@ -917,6 +1286,7 @@ def make_clip(index, split, by_class, beds, args, rng):
     w = np.array([CLASS_WEIGHTS[c] for c in avail])
     w /= w.sum()
     n_events = int(rng.integers(1, 2 + dur_tok // 30))
+    placed = []  # (class, start, wet signal in the mix, active tokens), as events
     for _ in range(n_events):
         cls = avail[int(rng.choice(len(avail), p=w))]
         fams = sorted({s.family for s in by_class[cls]})
@@ -946,14 +1316,24 @@ def make_clip(index, split, by_class, beds, args, rng):
         wet, rv = (random_reverb(dry, rng) if rng.random() < args.reverb_prob else (dry, None))
         end = min(N, start + len(wet))
         mix[start:end] += wet[: end - start]
-        if cls is not None:
-            labels[act, CLASSES.index(cls)] = 1
+        placed.append((cls, start, wet[: end - start], act))
         events.append({"class": cls or "distractor", "source": src.sid, "package": src.package,
                        "start_s": round(start / SR, 3), "end_s": round(min(N, start + len(dry)) / SR, 3),
                        "active_tokens": int(act.sum()), "first_token": int(np.argmax(act)),
                        "last_token": int(len(act) - 1 - np.argmax(act[::-1])),
                        "level_dbfs": round(float(lvl_db), 1), "snr_db": None if snr is None else round(float(snr), 1),
                        "eq": eq, "reverb": rv, **{k: v for k, v in info.items()}})
+    # An event is labelled where it is active and audible: an alarm 30 dB under
+    # music is in the signal but no listener (and no model) can tell it is there.
+    def token_energy(x):
+        return np.sum(x.astype(np.float64).reshape(dur_tok, TOKEN) ** 2, axis=1)
+    for (cls, start, wet, act), ev in zip(placed, events):
+        alone = np.zeros(N)
+        alone[start:start + len(wet)] = wet
+        heard = act & audible(token_energy(alone), token_energy(mix - alone), args.audible_margin_db)
+        ev["audible_tokens"] = int(heard.sum())
+        if cls is not None:
+            labels[heard, CLASSES.index(cls)] = 1
     labels[:, CLASSES.index("background")] = (labels[:, :5].sum(axis=1) == 0)
     # overall level augmentation: peak to a random level, never clipping
     peak = float(np.abs(mix).max()) + 1e-12
@@ -994,6 +1374,8 @@ def main(argv=None):
     ap.add_argument("--min-seconds", type=int, default=10)
     ap.add_argument("--max-seconds", type=int, default=30)
     ap.add_argument("--reverb-prob", type=float, default=0.35)
+    ap.add_argument("--audible-margin-db", type=float, default=10.0,
+                    help="label an active event token only if the event is at most this far below the rest there")
     ap.add_argument("--cache", default=os.path.expanduser("~/.cache/nystream/debs"),
                     help="where .deb files, unpacked trees (x/PKG) and MIDI renders (renders/) are kept")
     ap.add_argument("--packages", default=",".join(PACKAGES),
@@ -1046,8 +1428,9 @@ def main(argv=None):
         "args": {k: v for k, v in vars(args).items()},
         "classes": CLASSES, "sample_rate": SR, "token_seconds": 0.1,
         "labels": "token t covers [0.1 t, 0.1 (t+1)) s; a class is 1 where one of its events (dry, after EQ, "
-                  "before reverb) has token RMS within 25 dB of its loud level, gaps <= 2 tokens closed; "
-                  "background = none of the other five",
+                  "before reverb) has token RMS within 25 dB of its loud level, gaps <= 2 tokens closed, "
+                  "and its energy in the mix (after reverb) is at most --audible-margin-db below everything "
+                  "else in the token; background = none of the other five",
         "deny_packages": DENY_PACKAGES, "deny_paths": DENY_PATHS,
         "packages": {p: sorted(f for f in os.listdir(args.cache) if f.startswith(p + "_") and f.endswith(".deb"))
                      for p in roots},
