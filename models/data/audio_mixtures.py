@@ -164,6 +164,17 @@ def fetch_packages(cache, packages):
     return roots
 
 
+def write_once(path, read):
+    """An archive member unpacked to path (atomically, once): read() gives its bytes."""
+    check_path(path)
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "wb") as f:
+            f.write(read())
+        os.replace(path + ".tmp", path)
+    return path
+
+
 def extract_rcc(rcc, dest, wanted):
     """Qt resource file (gcompris-qt-data's rcc/*.rcc) -> the files whose base name is in
     `wanted`, written once under dest/ (kept in the cache). Returns {base name: path}."""
@@ -204,10 +215,7 @@ def extract_rcc(rcc, dest, wanted):
             blob = zlib.decompress(blob[4:])
         elif flags & 4:
             continue  # zstd: not used by these files
-        with open(os.path.join(dest, nm) + ".tmp", "wb") as f:
-            f.write(blob)
-        os.replace(os.path.join(dest, nm) + ".tmp", os.path.join(dest, nm))
-        out[nm] = os.path.join(dest, nm)
+        out[nm] = write_once(os.path.join(dest, nm), lambda: blob)
     return dict(sorted(out.items()))
 
 
@@ -222,14 +230,7 @@ def extract_zip(zpath, dest, keep):
         for m in sorted(z.namelist()):
             if m.endswith("/") or not keep(m):
                 continue
-            p = os.path.join(dest, m)
-            check_path(p)
-            if not os.path.exists(p):
-                os.makedirs(os.path.dirname(p), exist_ok=True)
-                with open(p + ".tmp", "wb") as f:
-                    f.write(z.read(m))
-                os.replace(p + ".tmp", p)
-            out.append(p)
+            out.append(write_once(os.path.join(dest, m), lambda: z.read(m)))
     return sorted(out)
 
 
@@ -253,14 +254,8 @@ def extract_cat(cat, dest, keep):
             continue
         name = keep[m.group(1)]
         seen[name] = seen.get(name, 0) + 1
-        p = os.path.join(dest, f"{name}_{seen[name]}.wav")
-        check_path(p)
-        if not os.path.exists(p):
-            os.makedirs(dest, exist_ok=True)
-            with open(p + ".tmp", "wb") as f:
-                f.write(b[off + 1 + n: off + 1 + n + size])
-            os.replace(p + ".tmp", p)
-        out.append(p)
+        out.append(write_once(os.path.join(dest, f"{name}_{seen[name]}.wav"),
+                              lambda: b[off + 1 + n: off + 1 + n + size]))
     return sorted(out)
 
 
@@ -306,14 +301,7 @@ def extract_c4group(group, dest, keep):
     for name, off, size in walk(0, ""):
         if not keep(name):
             continue
-        p = os.path.join(dest, name)
-        check_path(p)
-        if not os.path.exists(p):
-            os.makedirs(os.path.dirname(p), exist_ok=True)
-            with open(p + ".tmp", "wb") as f:
-                f.write(data[off: off + size])
-            os.replace(p + ".tmp", p)
-        out.append(p)
+        out.append(write_once(os.path.join(dest, name), lambda: data[off: off + size]))
     return sorted(out)
 
 
