@@ -97,13 +97,14 @@ def check_package(pkg):
 
 
 def _denied(path):
-    return any(fnmatch.fnmatch(path, pat) for pat in DENY_PATHS)
+    """The DENY_PATHS pattern path matches, or None."""
+    return next((pat for pat in DENY_PATHS if fnmatch.fnmatch(path, pat)), None)
 
 
 def check_path(path):
-    for pat in DENY_PATHS:
-        if fnmatch.fnmatch(path, pat):
-            raise Denied(f"file {path!r} is reserved for evaluation ({pat}); refusing")
+    pat = _denied(path)
+    if pat:
+        raise Denied(f"file {path!r} is reserved for evaluation ({pat}); refusing")
 
 
 # ---------------------------------------------------------------------------
@@ -635,52 +636,6 @@ def build_catalogue(roots, val_fraction, salt):
         if f:
             srcs.append(Source("alarm", "deepin-sound-theme", "event", "validation", "deepin-sound-theme", f,
                                {"repeat": 3}))
-    alerts = [  # (package, split, folder, file names): each package one unit and one family
-        ("yaru-theme-sound", "train", "usr/share/sounds/Yaru",
-         {"bell", "battery-low", "dialog-error", "dialog-warning", "dialog-question", "message",
-          "message-new-instant", "message-new-email", "complete", "device-added", "device-removed",
-          "power-plug", "power-unplug"}),
-        ("gajim", "train", "usr/lib/python3/dist-packages/gajim/data/sounds",
-         {"attention", "call_incoming", "call_outgoing", "message1", "message2"}),
-        ("psi-plus-sounds", "train", "usr/share/psi-plus/sound",  # chat1/chat2/send = gajim's files
-         {"attention", "email", "reminder", "ft_complete", "ft_incoming", "pepnotify", "online", "offline"}),
-        ("eiskaltdcpp-sounds", "train", "usr/share/eiskaltdcpp/sounds",
-         {"PrivateMessage", "MyNickInMainChat", "DownloadFinished", "UploadFinished", "HubConnected",
-          "HubDisconnected", "DownloadBegins"}),
-        ("tuxtype-data", "train", "usr/share/tuxtype/sounds", {"alarm"}),
-        ("wesnoth-1.16-data", "train", "usr/share/games/wesnoth/1.16/sounds", {"bell"}),
-        ("warmux-data", "train", "usr/share/games/warmux/sound/default", {"mine_beep"}),
-        ("linphone-common", "validation", "usr/share/sounds/linphone",
-         {"oldphone-mono", "toy-mono", "ringback", "incoming_chat"}),
-        ("pidgin-data", "validation", "usr/share/sounds/purple", {"alert", "receive", "login", "logout"}),
-    ]
-    for pkg, split, sub, names in alerts:
-        if R(pkg):
-            f = files_under(R(pkg), sub, (".wav", ".ogg", ".oga"), names=names)
-            if f:
-                srcs.append(Source("alarm", f"{pkg}/alerts", "event", split, pkg, f, {"repeat": 3}))
-    # more alarms, each package one unit, fixed split (4 of 13 held out: police/fire-truck sirens,
-    # phone ring/busy/call-waiting tones, calendar reminders, a warning beep). The packages with
-    # one or two alarm files share one family, so that no single file is drawn as often as a
-    # whole sound theme.
-    SMALL = "small packages"
-    more_alerts = [  # (package, split, folder, file names, family or None = the package)
-        ("workrave-data", "train", "usr/share/sounds/workrave", None, None),  # break reminders, 3 themes
-        ("openttd-opensfx", "train", "opensfx-x", {"beep_1", "level_crossing_1"}, SMALL),
-        ("ufoai-sound", "train", "pk3/sound", {"basealert", "beep1", "beep2"}, None),
-        ("monsterz-data", "train", "usr/share/games/monsterz/sound", {"warning", "ding"}, SMALL),
-        ("wordwarvi-sound", "train", "usr/share/wordwarvi/sounds", {"missile_alarm"}, SMALL),
-        ("micropolis-data", "train", "usr/share/games/micropolis/res/sounds", {"siren"}, SMALL),
-        ("tecnoballz-data", "train", "usr/share/games/tecnoballz/sounds", {"ralarm"}, SMALL),
-        ("pychess", "train", "usr/share/pychess/sounds", {"alarm"}, SMALL),  # flag-fall alarm
-        ("gnubiff", "train", "usr/share/gnubiff", {"mail"}, SMALL),
-        ("scorched3d-data", "validation", "usr/share/games/scorched3d/data/globalmods/apoc/data/wav/misc",
-         {"policecar", "firetruck"}, None),
-        ("baresip-core", "validation", "usr/share/baresip",
-         {"ring", "ringback", "busy", "callwaiting", "error", "notfound", "message"}, None),
-        ("korganizer", "validation", "usr/share/korganizer/sounds", None, None),  # reminder alarms
-        ("mirrormagic-data", "validation", "usr/share/games/mirrormagic/sounds/snd_classic", {"warnton"}, None),
-    ]
     opensfx, ufoai_pk3 = [], []
     if R("openttd-opensfx"):  # OpenSFX catalogue entries by title -> file name (no horns, no cash-till
         # bell, no applause, no lion roar: that one is a person's growl)
@@ -704,7 +659,46 @@ def build_catalogue(roots, val_fraction, salt):
                                r"|ui/beep\d|doors/[\w-]+|footsteps/(carpet|dirt|grass|gravel|sand|snow|stone|tile|wood)\d"
                                r"|misc/break\w+|impact/[\w-]+|ugv/[\w-]+|ambience/(thunder\d|water\d*|arcticwind|fire\d*)"
                                r"|weapons/(bullet|explosion|reload)-?[\w-]*)\.ogg$", m))
-    for pkg, split, sub, names, fam in more_alerts:
+    # Alert sounds: each package one unit, fixed split. In the second batch (4 of 13 held out:
+    # police/fire-truck sirens, phone ring/busy/call-waiting tones, calendar reminders, a warning
+    # beep) the packages with one or two alarm files share one family, so that no single file is
+    # drawn as often as a whole sound theme.
+    SMALL = "small packages"
+    alerts = [  # (package, split, folder, file names, family or None = the package)
+        ("yaru-theme-sound", "train", "usr/share/sounds/Yaru",
+         {"bell", "battery-low", "dialog-error", "dialog-warning", "dialog-question", "message",
+          "message-new-instant", "message-new-email", "complete", "device-added", "device-removed",
+          "power-plug", "power-unplug"}, None),
+        ("gajim", "train", "usr/lib/python3/dist-packages/gajim/data/sounds",
+         {"attention", "call_incoming", "call_outgoing", "message1", "message2"}, None),
+        ("psi-plus-sounds", "train", "usr/share/psi-plus/sound",  # chat1/chat2/send = gajim's files
+         {"attention", "email", "reminder", "ft_complete", "ft_incoming", "pepnotify", "online", "offline"}, None),
+        ("eiskaltdcpp-sounds", "train", "usr/share/eiskaltdcpp/sounds",
+         {"PrivateMessage", "MyNickInMainChat", "DownloadFinished", "UploadFinished", "HubConnected",
+          "HubDisconnected", "DownloadBegins"}, None),
+        ("tuxtype-data", "train", "usr/share/tuxtype/sounds", {"alarm"}, None),
+        ("wesnoth-1.16-data", "train", "usr/share/games/wesnoth/1.16/sounds", {"bell"}, None),
+        ("warmux-data", "train", "usr/share/games/warmux/sound/default", {"mine_beep"}, None),
+        ("linphone-common", "validation", "usr/share/sounds/linphone",
+         {"oldphone-mono", "toy-mono", "ringback", "incoming_chat"}, None),
+        ("pidgin-data", "validation", "usr/share/sounds/purple", {"alert", "receive", "login", "logout"}, None),
+        ("workrave-data", "train", "usr/share/sounds/workrave", None, None),  # break reminders, 3 themes
+        ("openttd-opensfx", "train", "opensfx-x", {"beep_1", "level_crossing_1"}, SMALL),
+        ("ufoai-sound", "train", "pk3/sound", {"basealert", "beep1", "beep2"}, None),
+        ("monsterz-data", "train", "usr/share/games/monsterz/sound", {"warning", "ding"}, SMALL),
+        ("wordwarvi-sound", "train", "usr/share/wordwarvi/sounds", {"missile_alarm"}, SMALL),
+        ("micropolis-data", "train", "usr/share/games/micropolis/res/sounds", {"siren"}, SMALL),
+        ("tecnoballz-data", "train", "usr/share/games/tecnoballz/sounds", {"ralarm"}, SMALL),
+        ("pychess", "train", "usr/share/pychess/sounds", {"alarm"}, SMALL),  # flag-fall alarm
+        ("gnubiff", "train", "usr/share/gnubiff", {"mail"}, SMALL),
+        ("scorched3d-data", "validation", "usr/share/games/scorched3d/data/globalmods/apoc/data/wav/misc",
+         {"policecar", "firetruck"}, None),
+        ("baresip-core", "validation", "usr/share/baresip",
+         {"ring", "ringback", "busy", "callwaiting", "error", "notfound", "message"}, None),
+        ("korganizer", "validation", "usr/share/korganizer/sounds", None, None),  # reminder alarms
+        ("mirrormagic-data", "validation", "usr/share/games/mirrormagic/sounds/snd_classic", {"warnton"}, None),
+    ]
+    for pkg, split, sub, names, fam in alerts:
         if R(pkg):
             f = files_under(R(pkg), sub, (".wav", ".ogg", ".oga"), names=names)
             if f:
