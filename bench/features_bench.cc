@@ -13,6 +13,7 @@
 
 #include "nystream/features/log_mel.h"
 #include "nystream/features/video_motion.h"
+#include "nystream/model_file.h"
 
 namespace {
 
@@ -60,13 +61,13 @@ void BM_LogMel(benchmark::State& state, nystream::AudioFormat format, int buffer
 }
 
 // 640x480 frames at 30 fps: a textured object walking over a textured background.
-void BM_VideoMotion(benchmark::State& state, nystream::PixelFormat pixel_format) {
+void BM_VideoMotion(benchmark::State& state, nystream::PixelFormat pixel_format, nystream::VideoMotionParams params) {
   nystream::VideoFormat format;
   format.format = pixel_format;
   format.width = 640;
   format.height = 480;
   std::string error;
-  auto video = nystream::VideoMotionExtractor::create(nystream::VideoMotionParams{}, format, &error);
+  auto video = nystream::VideoMotionExtractor::create(params, format, &error);
   if (!video) {
     state.SkipWithError(error.c_str());
     return;
@@ -124,8 +125,20 @@ int main(int argc, char** argv) {
   for (auto [name, f] : {std::pair{"I420", PixelFormat::kI420}, std::pair{"NV12", PixelFormat::kNV12},
                          std::pair{"BGRx", PixelFormat::kBGRx}, std::pair{"RGB", PixelFormat::kRGB},
                          std::pair{"GRAY8", PixelFormat::kGRAY8}})
-    benchmark::RegisterBenchmark((std::string("video-motion/640x480-30fps/") + name).c_str(), BM_VideoMotion, f)
+    benchmark::RegisterBenchmark((std::string("video-motion/640x480-30fps/") + name).c_str(), BM_VideoMotion, f,
+                                 nystream::VideoMotionParams{})
         ->Unit(benchmark::kMicrosecond);
+  // What nyvideodetect runs by default: the shipped model's front end (its optional
+  // parts and analysis size cost more than the defaults).
+  std::string error;
+  nystream::VideoMotionParams shipped;
+  if (auto model = nystream::load_model(NYSTREAM_SHIPPED_VIDEO_MODEL, &error);
+      model && nystream::VideoMotionParams::parse(model->info().feature_params, &shipped, &error))
+    benchmark::RegisterBenchmark("video-motion/640x480-30fps/I420/video-actions-model", BM_VideoMotion,
+                                 PixelFormat::kI420, shipped)
+        ->Unit(benchmark::kMicrosecond);
+  else
+    std::fprintf(stderr, "skipping the shipped model's front end: %s\n", error.c_str());
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   Reporter reporter;
