@@ -82,7 +82,7 @@ video() {
   # video clip's sources depend on its split, not the seed: validation stays
   # held out; seed 7 makes the re-scoring set of tests/models).
   make_data video/media video_actions.py --clips 240 --seed 0
-  params='{"motion_threshold": 6.0, "thumb_width": 1, "thumb_height": 1, "grid_cols": 1, "grid_rows": 1, "compensate_camera": true, "motion_histograms": true, "long_baseline": 5}'
+  params='{"analysis_width": 96, "analysis_height": 72, "search_range": 6, "motion_threshold": 6.0, "thumb_width": 1, "thumb_height": 1, "grid_cols": 1, "grid_rows": 1, "compensate_camera": true, "motion_histograms": true, "long_baseline": 5}'
   $python models/data/prepare.py --data "$work/video/media" --modality video \
     --features "$features" --params "$params" --out "$work/video/features"
   for seed in 1 2 3 4 5 6 8 9; do
