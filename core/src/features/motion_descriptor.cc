@@ -15,6 +15,19 @@ namespace {
 constexpr int kHistBlock = 8;  // motion_histograms: block side and step, analysis pixels
 constexpr int kHistStep = 4;
 
+#if defined(__SSE2__)
+// The sum of psadbw's two 64-bit partial sums.
+inline std::int32_t total(__m128i sums) noexcept {
+  return _mm_cvtsi128_si32(sums) + _mm_cvtsi128_si32(_mm_srli_si128(sums, 8));
+}
+
+// Two 8-byte rows in one register.
+inline __m128i two_rows(const std::uint8_t* p, int stride) noexcept {
+  return _mm_unpacklo_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)),
+                            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + stride)));
+}
+#endif
+
 // Sum of |a[x] - b[x]| over n bytes. Block matching spends nearly all its time
 // here (625 offsets per block at search_range 12); psadbw does 8 or 16 bytes at
 // once and, being exact integer arithmetic, gives the same sums as the loop.
@@ -29,19 +42,11 @@ inline std::int32_t row_sad(const std::uint8_t* a, const std::uint8_t* b, int n)
   for (; x + 8 <= n; x += 8)
     acc = _mm_add_epi64(acc, _mm_sad_epu8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(a + x)),
                                           _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + x))));
-  sad = _mm_cvtsi128_si32(acc) + _mm_cvtsi128_si32(_mm_srli_si128(acc, 8));
+  sad = total(acc);
 #endif
   for (; x < n; ++x) sad += std::abs(static_cast<int>(a[x]) - static_cast<int>(b[x]));
   return sad;
 }
-
-#if defined(__SSE2__)
-// Two 8-byte rows in one register.
-inline __m128i two_rows(const std::uint8_t* p, int stride) noexcept {
-  return _mm_unpacklo_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)),
-                            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + stride)));
-}
-#endif
 
 }  // namespace
 
@@ -85,10 +90,8 @@ void MotionDescriptor::match_block(const std::uint8_t* cur, int bx, int by, floa
   *dy = *dy / R;
 }
 
-void MotionDescriptor::match(const std::uint8_t* cur, int x0, int y0, int bw, int bh, float* dx,
-                             float* dy) noexcept {
+void MotionDescriptor::fill_costs(const std::uint8_t* cur, int x0, int y0, int bw, int bh) noexcept {
   const int R = p_.search_range, side = 2 * R + 1;
-  int best = -1, best_u = 0, best_v = 0;
 #if defined(__SSE2__)
   if (bw == 8 && bh == 8) {  // the histogram and camera blocks: the current block stays in 4 registers
     const std::uint8_t* c = cur + static_cast<std::ptrdiff_t>(y0) * stride_ + x0;
@@ -101,9 +104,10 @@ void MotionDescriptor::match(const std::uint8_t* cur, int x0, int y0, int bw, in
         const __m128i acc = _mm_add_epi64(
             _mm_add_epi64(_mm_sad_epu8(c0, two_rows(b, ps)), _mm_sad_epu8(c1, two_rows(b + 2 * ps, ps))),
             _mm_add_epi64(_mm_sad_epu8(c2, two_rows(b + 4 * ps, ps)), _mm_sad_epu8(c3, two_rows(b + 6 * ps, ps))));
-        sad_[(v + R) * side + (u + R)] = _mm_cvtsi128_si32(acc) + _mm_cvtsi128_si32(_mm_srli_si128(acc, 8));
+        sad_[(v + R) * side + (u + R)] = total(acc);
       }
-  } else
+    return;
+  }
 #endif
   for (int v = -R; v <= R; ++v) {
     for (int u = -R; u <= R; ++u) {
@@ -116,6 +120,13 @@ void MotionDescriptor::match(const std::uint8_t* cur, int x0, int y0, int bw, in
       sad_[(v + R) * side + (u + R)] = sad;
     }
   }
+}
+
+void MotionDescriptor::match(const std::uint8_t* cur, int x0, int y0, int bw, int bh, float* dx,
+                             float* dy) noexcept {
+  const int R = p_.search_range, side = 2 * R + 1;
+  int best = -1, best_u = 0, best_v = 0;
+  fill_costs(cur, x0, y0, bw, bh);
   // Ties go to the shortest vector, so flat regions report no motion.
   for (int v = -R; v <= R; ++v)
     for (int u = -R; u <= R; ++u) {

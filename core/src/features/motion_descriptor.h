@@ -29,6 +29,8 @@ class MotionDescriptor {
   // `cur` at (x0, y0) relative to the padded previous image: full search
   // +-search_range, ties to the shortest vector, parabolic sub-pixel refinement.
   void match(const std::uint8_t* cur, int x0, int y0, int bw, int bh, float* dx, float* dy) noexcept;
+  // sad_: the block's sum of absolute differences at every offset.
+  void fill_costs(const std::uint8_t* cur, int x0, int y0, int bw, int bh) noexcept;
   // Grid cell (bx, by), in units of search_range.
   void match_block(const std::uint8_t* cur, int bx, int by, float* dx, float* dy) noexcept;
   // Copies an image (rows `src_stride` apart) into padded_ with edge replication.
