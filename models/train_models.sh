@@ -12,7 +12,8 @@
 # `tests/models/test_shipped_models.py SRC BUILD WORK --write` records the
 # re-scoring set's mAP that the model cards quote.
 # Needs the build (build/cli/nystream-features, nystream-infer) and what
-# tools/install-deps.sh installs. About two hours on 2 cores, most of it making the data.
+# tools/install-deps.sh installs. About three hours on 2 cores: the continual-landmark
+# variants train about three times as long as the others.
 set -e
 cd "$(dirname "$0")/.."
 work=${1:?usage: models/train_models.sh WORK [audio|video|all]}
