@@ -13,15 +13,17 @@ GST_DEBUG_CATEGORY_STATIC (gst_ny_meta_convert_debug);
 
 #define DEFAULT_LOCATION "-"
 #define DEFAULT_SOURCE nullptr
+#define DEFAULT_APPEND FALSE
 /* The JSON shape's version: bump when a key changes meaning or disappears. */
 #define SCHEMA "nystream-results/1"
 
-enum { PROP_0, PROP_LOCATION, PROP_SOURCE };
+enum { PROP_0, PROP_LOCATION, PROP_SOURCE, PROP_APPEND };
 
 struct _GstNyMetaConvert {
   GstBaseTransform parent;
   gchar *location;     /* GST_OBJECT_LOCK */
   gchar *source;       /* GST_OBJECT_LOCK */
+  gboolean append;     /* GST_OBJECT_LOCK */
   FILE *out;           /* start() .. stop() */
   gchar *stream_id;    /* from STREAM_START */
   gint width, height;  /* video caps, 0 for audio */
@@ -47,6 +49,9 @@ gst_ny_meta_convert_set_property (GObject * object, guint prop_id, const GValue 
       g_free (self->source);
       self->source = g_value_dup_string (value);
       break;
+    case PROP_APPEND:
+      self->append = g_value_get_boolean (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -67,6 +72,9 @@ gst_ny_meta_convert_get_property (GObject * object, guint prop_id, GValue * valu
     case PROP_SOURCE:
       g_value_set_string (value, self->source);
       break;
+    case PROP_APPEND:
+      g_value_set_boolean (value, self->append);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -80,16 +88,21 @@ gst_ny_meta_convert_start (GstBaseTransform * trans)
   GstNyMetaConvert *self = GST_NY_META_CONVERT (trans);
   GST_OBJECT_LOCK (self);
   std::string location = self->location ? self->location : DEFAULT_LOCATION;
+  const gboolean append = self->append;
   GST_OBJECT_UNLOCK (self);
   if (location == "-") {
     self->out = stdout;
   } else {
-    self->out = std::fopen (location.c_str (), "w");
+    /* O_APPEND: every write lands at the end of the file, so converters in
+     * several branches can share one file. Each buffer's lines go out in one
+     * flush, one write() while they fit the stream buffer, and so stay whole. */
+    self->out = std::fopen (location.c_str (), append ? "a" : "w");
     if (!self->out) {
       GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE, ("Could not open \"%s\" for writing.",
               location.c_str ()), GST_ERROR_SYSTEM);
       return FALSE;
     }
+    std::setvbuf (self->out, nullptr, _IOFBF, 1 << 16);
   }
   self->lines = 0;
   return TRUE;
@@ -240,6 +253,12 @@ gst_ny_meta_convert_class_init (GstNyMetaConvertClass * klass)
       g_param_spec_string ("source", "Source",
           "Value of each line's \"source\" key (default: the stream id)", DEFAULT_SOURCE,
           (GParamFlags) (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS)));
+  g_object_class_install_property (gobject_class, PROP_APPEND,
+      g_param_spec_boolean ("append", "Append",
+          "Append to the file instead of truncating it; converters in several branches "
+          "can then write one file (as filesink's append)", DEFAULT_APPEND,
+          (GParamFlags) (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+              GST_PARAM_MUTABLE_READY)));
 
   gst_element_class_add_pad_template (element_class, gst_pad_template_new ("sink",
           GST_PAD_SINK, GST_PAD_ALWAYS, gst_caps_new_any ()));

@@ -452,7 +452,7 @@ void expect_lines_are_every_result(const std::vector<nlohmann::json>& lines, con
                                    const std::vector<guint64>& posted) {
   std::vector<guint64> tokens;
   for (const nlohmann::json& line : lines)
-    if (line.at("detector") == detector) tokens.push_back(line.at("token").get<guint64>());
+    if (line.value("detector", std::string()) == detector) tokens.push_back(line.at("token").get<guint64>());
   EXPECT_EQ(tokens, posted) << detector << ": " << tokens.size() << " lines, " << posted.size()
                             << " results posted";
   for (std::size_t i = 0; i < tokens.size(); ++i) ASSERT_EQ(tokens[i], i) << detector;
@@ -513,6 +513,35 @@ TEST_F(Elements, ChainedDetectorsEachConverterWritesEveryResultOnce) {
   for (const nlohmann::json& line : b)
     if (line.at("detector") == "d") b_of_d.push_back(line);
   EXPECT_EQ(b_of_d, a);
+}
+
+// append=true: two branches' converters share one file, after what it held;
+// every line whole, each detector's lines all its results in order.
+TEST_F(Elements, MetaConvertAppendLetsBranchesShareOneFile) {
+  const std::string model = test_file("audio-random.safetensors");
+  const std::string json = test_file("shared.jsonl");
+  std::ofstream(json) << "{\"earlier\": true}\n";
+  PipelineRun run;
+  const std::string branch = " ! queue ! nyaudiodetect model=" + model + " name=";
+  const std::string convert = " ! nymetaconvert append=true location=" + json + " ! fakesink";
+  run_pipeline("filesrc location=" + make_wav(128, "eos-test.wav") + " ! decodebin ! tee name=t t." +
+                   branch + "a" + convert + " t." + branch + "b" + convert, &run);
+  ASSERT_EQ(run.error, "");
+  const std::vector<nlohmann::json> lines = read_json_lines(json);
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines[0], nlohmann::json::parse("{\"earlier\": true}"));
+  ASSERT_GT(run.message_tokens["a"].size(), 10u);
+  expect_lines_are_every_result(lines, "a", run.message_tokens["a"]);
+  expect_lines_are_every_result(lines, "b", run.message_tokens["b"]);
+  EXPECT_EQ(lines.size(), 1 + run.message_tokens["a"].size() + run.message_tokens["b"].size());
+
+  // Without append the file starts afresh.
+  PipelineRun again;
+  run_pipeline("filesrc location=" + make_wav(128, "eos-test.wav") + " ! decodebin" + branch + "a" +
+                   " ! nymetaconvert location=" + json + " ! fakesink", &again);
+  ASSERT_EQ(again.error, "");
+  expect_lines_are_every_result(read_json_lines(json), "a", again.message_tokens["a"]);
+  EXPECT_EQ(read_json_lines(json).size(), again.message_tokens["a"].size());
 }
 
 // No result completed at EOS (inference-interval: only token 0 is reported) or
