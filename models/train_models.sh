@@ -67,7 +67,7 @@ audio() {
   make_data audio/media audio_mixtures.py --clips 3200 --seed 1
   $python models/data/prepare.py --data "$work/audio/media" --modality audio \
     --features "$features" --out "$work/audio/features"
-  arch="--window 32 --landmarks 8 --input-dim 128 --embed-dim 128 --heads 4 --ff-dim 256 --blocks 2"
+  arch="--window 32 --landmarks 16 --input-dim 128 --embed-dim 128 --heads 4 --ff-dim 256 --blocks 2"
   budget="--steps 16000 --batch 64 --lr 2e-3 --seed 0 --extractor log-mel --bands 64 --band-shift 4 --band-mask 8"
   for variant in nystrom-continual nystrom-fixed nystrom-batch softmax; do
     # shellcheck disable=SC2086
