@@ -3,7 +3,9 @@ sources with the data generators (seeded, so the same clips on every bookworm
 machine), extracts features with each model's own front end (nystream-features
 --model), scores it with the C++ engine (nystream-infer, the numbers the plugin
 gives) and fails if a model's mAP is more than 0.02 below the value its model card
-quotes (models/<name>.ci.json). Then a training smoke test on the generated
+quotes (models/<name>.ci.json), and checks that each model's stream (fixed
+landmarks) gives the batch model's logits over every window of those clips. Then
+a training smoke test on the generated
 audio features: a few steps of nystream_ref.train lower the loss, and the export
 runs in the engine.
 
@@ -29,6 +31,8 @@ PYTHON = "/usr/bin/python3"
 FEATURES = os.path.join(BUILD, "cli", "nystream-features")
 INFER = os.path.join(BUILD, "cli", "nystream-infer")
 TOLERANCE = 0.02
+# Stream vs batch logits: float32 sums in another order, as tests/core allows.
+LOGIT_TOLERANCE = 2e-4
 
 # model, generator and its arguments: only validation sources (fraction 1).
 SETS = [
@@ -91,6 +95,32 @@ def rescore(name, modality, generator, arguments):
     return features
 
 
+def logits(model, npy, *flags):
+    out = os.path.join(WORK, "logits.csv")
+    subprocess.run([INFER, "--model", model, "--input", npy, "--logits", "--output", out] +
+                   list(flags), check=True)
+    return np.loadtxt(out, delimiter=",", skiprows=1, usecols=range(2, 2 + classes(out)), ndmin=2)
+
+
+def classes(csv):
+    return len(open(csv).readline().split(",")) - 2  # token, status, then one per class
+
+
+def stream_equals_batch(name, features):
+    """Every token of every clip: the stepped stream against --recompute (the batch
+    model over the window): what the card's numbers rest on."""
+    import glob
+    model = os.path.join(SOURCE, "models", name + ".safetensors")
+    worst, tokens = 0.0, 0
+    for npy in sorted(glob.glob(os.path.join(features, "validation", "*.npy"))):
+        stream, batch = logits(model, npy), logits(model, npy, "--recompute")
+        worst = max(worst, float(np.abs(stream - batch).max()))
+        tokens += len(stream)
+    check(tokens > 0 and worst <= LOGIT_TOLERANCE,
+          f"{name}: stream = batch model over each window, {tokens} tokens, "
+          f"largest logit difference {worst:.2e} (tolerance {LOGIT_TOLERANCE})")
+
+
 def training_smoke(features):
     import glob
     data = sorted(glob.glob(os.path.join(features, "validation", "*.npz")))
@@ -118,6 +148,7 @@ def main():
     features = {}
     for name, modality, generator, arguments in SETS:
         features[modality] = rescore(name, modality, generator, arguments)
+        stream_equals_batch(name, features[modality])
     training_smoke(features["audio"])
     print(f"{len(failures)} failures")
     return 1 if failures else 0
