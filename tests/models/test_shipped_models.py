@@ -4,10 +4,9 @@ machine), extracts features with each model's own front end (nystream-features
 --model), scores it with the C++ engine (nystream-infer, the numbers the plugin
 gives) and fails if a model's mAP is more than 0.02 below the value its model card
 quotes (models/<name>.ci.json), and checks that each model's stream (fixed
-landmarks) gives the batch model's logits over every window of those clips. Then
-a training smoke test on the generated
-audio features: a few steps of nystream_ref.train lower the loss, and the export
-runs in the engine.
+landmarks) gives the batch model's logits over every window of those clips. Then a
+training smoke test on the generated audio features: a few steps of
+nystream_ref.train lower the loss, and the export runs in the engine.
 
 The generators fetch Debian packages into ~/.cache/nystream/debs on first use
 (network), then work offline.
@@ -16,6 +15,7 @@ The generators fetch Debian packages into ~/.cache/nystream/debs on first use
 
 --write records the current mAPs as the card values (after retraining).
 """
+import glob
 import hashlib
 import json
 import os
@@ -99,17 +99,13 @@ def logits(model, npy, *flags):
     out = os.path.join(WORK, "logits.csv")
     subprocess.run([INFER, "--model", model, "--input", npy, "--logits", "--output", out] +
                    list(flags), check=True)
-    return np.loadtxt(out, delimiter=",", skiprows=1, usecols=range(2, 2 + classes(out)), ndmin=2)
-
-
-def classes(csv):
-    return len(open(csv).readline().split(",")) - 2  # token, status, then one per class
+    columns = len(open(out).readline().split(","))  # token, status, then one per class
+    return np.loadtxt(out, delimiter=",", skiprows=1, usecols=range(2, columns), ndmin=2)
 
 
 def stream_equals_batch(name, features):
     """Every token of every clip: the stepped stream against --recompute (the batch
     model over the window): what the card's numbers rest on."""
-    import glob
     model = os.path.join(SOURCE, "models", name + ".safetensors")
     worst, tokens = 0.0, 0
     for npy in sorted(glob.glob(os.path.join(features, "validation", "*.npy"))):
@@ -122,7 +118,6 @@ def stream_equals_batch(name, features):
 
 
 def training_smoke(features):
-    import glob
     data = sorted(glob.glob(os.path.join(features, "validation", "*.npz")))
     out = os.path.join(WORK, "smoke")
     os.makedirs(out, exist_ok=True)
