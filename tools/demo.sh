@@ -116,8 +116,9 @@ t0=$(date +%s.%N)
 # preroll) gets video at once; with lookahead, --show's sink would block the tee
 # in PAUSED before x264enc had the 40 frames it wants, and nothing would start.
 # Each nymetaconvert writes its own file, in time order; they are merged below
-# (append=true would let them share one, lines in the order written). Swap `filesrc location=... ! decodebin name=d` for live sources
-# as in README.md ("What the demo runs").
+# (append=true would let them share one, lines in the order written). Swap
+# `filesrc location=... ! decodebin name=d` for live sources as in README.md
+# ("What the demo runs").
 # shellcheck disable=SC2086  # $display is a list of words
 gst-launch-1.0 -q -e \
   filesrc location="$media" ! decodebin name=d \

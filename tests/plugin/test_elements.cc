@@ -522,10 +522,11 @@ TEST_F(Elements, MetaConvertAppendLetsBranchesShareOneFile) {
   const std::string json = test_file("shared.jsonl");
   std::ofstream(json) << "{\"earlier\": true}\n";
   PipelineRun run;
+  const std::string source = "filesrc location=" + make_wav(128, "eos-test.wav") + " ! decodebin";
   const std::string branch = " ! queue ! nyaudiodetect model=" + model + " name=";
   const std::string convert = " ! nymetaconvert append=true location=" + json + " ! fakesink";
-  run_pipeline("filesrc location=" + make_wav(128, "eos-test.wav") + " ! decodebin ! tee name=t t." +
-                   branch + "a" + convert + " t." + branch + "b" + convert, &run);
+  run_pipeline(source + " ! tee name=t t." + branch + "a" + convert + " t." + branch + "b" + convert,
+               &run);
   ASSERT_EQ(run.error, "");
   const std::vector<nlohmann::json> lines = read_json_lines(json);
   ASSERT_FALSE(lines.empty());
@@ -537,11 +538,11 @@ TEST_F(Elements, MetaConvertAppendLetsBranchesShareOneFile) {
 
   // Without append the file starts afresh.
   PipelineRun again;
-  run_pipeline("filesrc location=" + make_wav(128, "eos-test.wav") + " ! decodebin" + branch + "a" +
-                   " ! nymetaconvert location=" + json + " ! fakesink", &again);
+  run_pipeline(source + branch + "a" + " ! nymetaconvert location=" + json + " ! fakesink", &again);
   ASSERT_EQ(again.error, "");
-  expect_lines_are_every_result(read_json_lines(json), "a", again.message_tokens["a"]);
-  EXPECT_EQ(read_json_lines(json).size(), again.message_tokens["a"].size());
+  const std::vector<nlohmann::json> fresh = read_json_lines(json);
+  expect_lines_are_every_result(fresh, "a", again.message_tokens["a"]);
+  EXPECT_EQ(fresh.size(), again.message_tokens["a"].size());
 }
 
 // No result completed at EOS (inference-interval: only token 0 is reported) or
