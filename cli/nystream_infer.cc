@@ -171,13 +171,16 @@ class Writer {
   std::vector<std::string> json_keys_;  // quoted, escaped class names
 };
 
-// The batch model over the n tokens ending at each step: what the continual state
-// equals for continual-landmark models only right after a landmark update, and
-// at every step for softmax and fixed-landmark models.
+// The batch model over the receptive_field() tokens ending at each step (n unless
+// stacked): what the continual state equals for continual-landmark models only
+// right after a landmark update, and at every step for softmax and fixed-landmark
+// models.
 class WindowRecompute {
  public:
   explicit WindowRecompute(const nystream::Model& model)
-      : batch_(model), n_(model.config().window), dims_(model.config().input_dim) {
+      : batch_(model, /*model_pinv=*/true),
+        n_(model.config().receptive_field()),
+        dims_(model.config().input_dim) {
     window_.tokens.setZero(dims_, n_);
     window_.times.assign(n_, 0);
     window_.valid.assign(n_, 0);

@@ -31,6 +31,9 @@ std::string ModelConfig::validate() const {
            out_of_range("pinv_iterations", pinv_iterations, 1, 100),
        })
     if (!error.empty()) return error;
+  if (assembly == Assembly::kRetroactive && blocks > 2)
+    return "blocks = " + std::to_string(blocks) +
+           " with the retroactive assembly, expected 1 or 2 (use assembly \"stacked\" for more)";
   if (embed_dim % heads != 0)
     return "embed_dim = " + std::to_string(embed_dim) + " is not a multiple of heads = " +
            std::to_string(heads);
@@ -54,8 +57,20 @@ std::string ModelConfig::validate() const {
   return {};
 }
 
+int ModelConfig::receptive_field() const {
+  if (!stacked()) return window;
+  const bool continual = attention == AttentionKind::kNystrom &&
+                         schedule == LandmarkSchedule::kContinual;
+  return blocks * (window - 1 + (continual ? segment_length() - 1 : 0)) + 1;
+}
+
 long long ModelConfig::stream_state_floats() const {
   const long long n = window, e = embed_dim, f = ff_dim, m = landmarks, h = heads;
+  if (stacked()) {
+    // Per single-output layer: k, v rings, m cached rows (numerators, sums,
+    // offsets, rescale), landmarks and segment sums, pinv, n softmax weights.
+    return blocks * (2 * n * e + m * e + 4 * m * h + 4 * e * m + m * m * h + n) + 4 * e + f;
+  }
   // First layer: k, v, q rings and row caches (the largest case: retroactive
   // softmax keeps one row per window token), landmark scores and pinv.
   long long floats = 3 * n * e + n * e + 3 * n * h + m * h * n + m * m * h + 4 * e * m;
@@ -72,6 +87,9 @@ const char* to_string(LandmarkSchedule schedule) {
   return schedule == LandmarkSchedule::kContinual ? "continual" : "fixed";
 }
 const char* to_string(PinvMode mode) { return mode == PinvMode::kIterative ? "iterative" : "exact"; }
+const char* to_string(Assembly assembly) {
+  return assembly == Assembly::kStacked ? "stacked" : "retroactive";
+}
 const char* to_string(OutputActivation activation) {
   return activation == OutputActivation::kSoftmax ? "softmax" : "sigmoid";
 }

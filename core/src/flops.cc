@@ -13,6 +13,11 @@ struct Dims {
   double n, m, e, h, f, d_in, classes;
 };
 
+double pinv_flops(const ModelConfig& c) {
+  const Dims x(c);
+  return 2 * x.m * x.m * x.e + 8.0 * c.pinv_iterations * x.m * x.m * x.m * x.h;
+}
+
 // Nyström attention for `rows` queries over a window of n: F, G, G V, the final
 // product (2 n m E each for rows = n), F Zinv, A and the pinv iteration.
 double nystrom_rows(const ModelConfig& c, double rows) {
@@ -53,6 +58,14 @@ FlopCount continual_model_flops(const ModelConfig& c) {
   const bool nystrom = c.attention == AttentionKind::kNystrom;
   const double out_proj = c.output_projection ? 2 * x.e * x.e : 0;
   FlopCount count;
+  if (c.stacked()) {  // L single-output layers
+    const double layers = c.blocks;
+    count.projections = 2 * x.e * x.d_in + 2 * x.classes * x.e + layers * (6 * x.e * x.e + out_proj);
+    count.attention = layers * (nystrom ? continual_nystrom_attention_flops(c)
+                                        : continual_softmax_attention_flops(c));
+    count.feed_forward = layers * 4 * x.e * x.f;
+    return count;
+  }
   count.projections = 2 * x.e * x.d_in + 6 * x.e * x.e + 2 * x.classes * x.e;
   if (c.blocks == 1) {
     count.attention = nystrom ? continual_nystrom_attention_flops(c) : continual_softmax_attention_flops(c);
@@ -92,13 +105,41 @@ FlopCount continual_model_flops(const ModelConfig& c) {
 FlopCount batch_model_flops(const ModelConfig& c, bool all_rows) {
   const Dims x(c);
   const bool nystrom = c.attention == AttentionKind::kNystrom;
+  const bool continual = nystrom && c.schedule == LandmarkSchedule::kContinual;
   const double out_proj = c.output_projection ? 2 * x.e * x.e : 0;
   FlopCount count;
+  if (c.stacked()) {
+    // Layer l runs its rows_l newest positions over rows_l + reach inputs
+    // (BatchModel::stacked): keys and values of every input, queries of the rows
+    // (of every input with continual landmarks, which are per row).
+    const double reach = (c.receptive_field() - 1) / c.blocks;
+    count.projections = 2 * c.receptive_field() * x.e * x.d_in + 2 * x.classes * x.e;
+    for (int l = 0; l < c.blocks; ++l) {
+      const double rows = 1 + (c.blocks - 1 - l) * reach, inputs = rows + reach;
+      count.projections += 4 * inputs * x.e * x.e + (continual ? inputs : rows) * 2 * x.e * x.e +
+                           rows * out_proj;
+      if (!nystrom) {
+        count.attention += 4 * rows * x.n * x.e;
+      } else if (continual) {  // per row: its landmarks (2 n E), then one Nyström row
+        count.attention += rows * (2 * x.n * x.e + nystrom_rows(c, 1));
+      } else {  // landmark scores of every input, sliding G V (2 adds), F, pinv F, output
+        count.attention += 2 * inputs * x.m * x.e + 2 * x.n * x.m * x.e +
+                           rows * (4 * x.m * x.e + 2 * x.m * x.e + 2 * x.m * x.m * x.h + 2 * x.m * x.e);
+      }
+      count.feed_forward += 4 * rows * x.e * x.f;
+    }
+    return count;
+  }
   count.projections = 2 * x.n * x.e * x.d_in + 2 * x.classes * x.e;
   for (int l = 0; l < c.blocks; ++l) {
     const double rows = l + 1 == c.blocks && !all_rows ? 1 : x.n;
-    count.projections += 6 * x.n * x.e * x.e + rows * out_proj;
-    count.attention += nystrom ? nystrom_rows(c, rows) : 4 * rows * x.n * x.e;
+    // Keys and values of the window; queries of the rows (of all n with
+    // continual landmarks, whose segment means need them).
+    count.projections += 4 * x.n * x.e * x.e + (continual ? x.n : rows) * 2 * x.e * x.e +
+                         rows * out_proj;
+    // With fixed landmarks pinv(A) is the model's, computed once at load.
+    count.attention += nystrom ? nystrom_rows(c, rows) - (continual ? 0 : pinv_flops(c))
+                               : 4 * rows * x.n * x.e;
     count.feed_forward += 4 * rows * x.e * x.f;
   }
   return count;

@@ -206,7 +206,7 @@ ModelConfig parse_architecture(const json& arch) {
   static const std::set<std::string> known = {
       "window", "landmarks", "input_dim", "embed_dim", "heads", "ff_dim", "blocks", "attention",
       "landmark_schedule", "pinv", "pinv_iterations", "positional_period", "output_activation",
-      "output_projection", "layer_norm_eps"};
+      "output_projection", "layer_norm_eps", "assembly"};
   for (const auto& item : arch.items())
     if (!known.count(item.key())) fail("architecture: unknown key \"" + item.key() + "\"");
 
@@ -226,6 +226,9 @@ ModelConfig parse_architecture(const json& arch) {
     const auto found = arch.find(key);
     return found == arch.end() ? nullptr : &*found;
   };
+  if (const json* v = optional("assembly"))
+    c.assembly = as_choice(*v, "architecture.assembly", {"retroactive", "stacked"},
+                           {Assembly::kRetroactive, Assembly::kStacked});
   if (const json* v = optional("attention"))
     c.attention = as_choice(*v, "architecture.attention", {"nystrom", "softmax"},
                             {AttentionKind::kNystrom, AttentionKind::kSoftmax});
@@ -530,6 +533,7 @@ json metadata_document(const Model& model) {
         {"heads", c.heads},
         {"ff_dim", c.ff_dim},
         {"blocks", c.blocks},
+        {"assembly", to_string(c.assembly)},
         {"attention", to_string(c.attention)},
         {"landmark_schedule", to_string(c.schedule)},
         {"pinv", to_string(c.pinv)},

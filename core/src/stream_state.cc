@@ -54,15 +54,20 @@ struct StreamState::Impl {
         q(c.embed_dim),
         k(c.embed_dim),
         v(c.embed_dim),
-        first(c, w.layers[0].landmark_queries, w.layers[0].landmark_keys, fixed_pinv_of(*model, 0),
-              c.blocks == 2),
-        attention(c.embed_dim, c.blocks == 2 ? c.window : 1),
+        attention(c.embed_dim, c.retroactive() ? c.window : 1),
         z(c.embed_dim, 1),
         hidden(c.ff_dim, 1),
         y(c.embed_dim, 1),
         final_row(c.embed_dim, 1),
         logits(c.classes) {
-    if (c.blocks == 2) {
+    // One single-output attention per layer (stacked), or the first layer's,
+    // retroactive when a second block reads every window row.
+    const int continual_layers = c.stacked() ? c.blocks : 1;
+    for (int l = 0; l < continual_layers; ++l)
+      layers.emplace_back(new ContinualAttention(c, w.layers[l].landmark_queries,
+                                                 w.layers[l].landmark_keys,
+                                                 fixed_pinv_of(*model, l), c.retroactive()));
+    if (c.retroactive()) {
       inputs.resize(c.embed_dim, c.window);
       valid.resize(c.window);
       window_z.resize(c.embed_dim, c.window);
@@ -76,7 +81,7 @@ struct StreamState::Impl {
 
   void reset() {
     time = 0;
-    first.reset();
+    for (auto& layer : layers) layer->reset();
     if (last) {
       last->reset();
       inputs.setZero();
@@ -85,25 +90,29 @@ struct StreamState::Impl {
     logits.setZero();
   }
 
-  // Embeds the features and projects q^, k^, v; false (and zeros, i.e. a padding
-  // token) when anything is non-finite.
+  // Embeds the features and projects the first layer's q^, k^, v; false (and
+  // zeros, i.e. a padding token) when anything is non-finite.
   bool project(const float* features) {
     normalized = Eigen::Map<const Eigen::VectorXf>(features, c.input_dim);
     if (w.input_mean.size()) normalized = (normalized - w.input_mean).cwiseProduct(w.input_scale);
     if (normalized.allFinite()) {
       embedded.noalias() = w.input * normalized;
       embedded += w.input_bias + w.positions.col(time % c.positional_period);
-      qkv.noalias() = w.layers[0].qkv * embedded;
-      qkv += w.layers[0].qkv_bias;
-      if (qkv.allFinite() && embedded.allFinite()) {
-        q = qkv.head(c.embed_dim) * scale;
-        k = qkv.segment(c.embed_dim, c.embed_dim) * scale;
-        v = qkv.tail(c.embed_dim);
-        return true;
-      }
+      if (embedded.allFinite() && project_layer(0, embedded)) return true;
     }
     clear_token();
     return false;
+  }
+
+  // q^, k^, v of layer l for its input x; false when they are not finite.
+  bool project_layer(int l, const Eigen::Ref<const Eigen::VectorXf>& x) {
+    qkv.noalias() = w.layers[l].qkv * x;
+    qkv += w.layers[l].qkv_bias;
+    if (!qkv.allFinite()) return false;
+    q = qkv.head(c.embed_dim) * scale;
+    k = qkv.segment(c.embed_dim, c.embed_dim) * scale;
+    v = qkv.tail(c.embed_dim);
+    return true;
   }
 
   void clear_token() {
@@ -116,7 +125,8 @@ struct StreamState::Impl {
   void skip() {
     clear_token();
     if (!last) {
-      first.step(time, q, k, v, attention, false);
+      // Padding enters every layer's window.
+      for (auto& layer : layers) layer->step(time, q, k, v, attention, false);
       ++time;
       return;
     }
@@ -128,7 +138,7 @@ struct StreamState::Impl {
     const bool refresh = c.attention == AttentionKind::kNystrom &&
                          c.schedule == LandmarkSchedule::kContinual &&
                          (time + 1) % c.segment_length() == 0;
-    first.step(time, q, k, v, attention, refresh);
+    layers[0]->step(time, q, k, v, attention, refresh);
     if (refresh) {
       finish_block(c, w.layers[0], inputs, attention, window_z, window_hidden, window_y);
       last->step(time, window_y, valid, last_attention);
@@ -136,18 +146,39 @@ struct StreamState::Impl {
     ++time;
   }
 
+  // Single-output layers, each over the last n outputs of the one below. A layer
+  // whose q, k, v overflow enters padding from there up.
+  StepStatus step_layers(bool finite) {
+    if (!finite) {
+      skip();
+      return StepStatus::kNonFiniteInput;
+    }
+    y.col(0) = embedded;
+    for (int l = 0; l < static_cast<int>(layers.size()); ++l) {
+      if (l > 0 && !project_layer(l, y.col(0))) {
+        clear_token();
+        for (; l < static_cast<int>(layers.size()); ++l)
+          layers[l]->step(time, q, k, v, attention, false);
+        ++time;
+        return StepStatus::kNonFiniteOutput;
+      }
+      layers[l]->step(time, q, k, v, attention);
+      finish_block(c, w.layers[l], y, attention, z, hidden, y);
+    }
+    ++time;
+    return StepStatus::kOk;
+  }
+
   StepStatus step(const float* features, float* scores) {
     const bool finite = project(features);
     if (!last) {
-      first.step(time, q, k, v, attention);
-      ++time;
-      if (!finite) return StepStatus::kNonFiniteInput;
-      finish_block(c, w.layers[0], embedded, attention, z, hidden, y);
+      const StepStatus status = step_layers(finite);
+      if (status != StepStatus::kOk) return status;
     } else {
       const int slot = static_cast<int>(time % c.window);
       inputs.col(slot) = embedded;
       valid[slot] = finite;
-      first.step(time, q, k, v, attention);
+      layers[0]->step(time, q, k, v, attention);
       // Every window token's first-layer output changed: finish the block for all.
       finish_block(c, w.layers[0], inputs, attention, window_z, window_hidden, window_y);
       last->step(time, window_y, valid, last_attention);
@@ -170,7 +201,8 @@ struct StreamState::Impl {
   float scale;
   std::int64_t time = 0;
   Eigen::VectorXf normalized, embedded, qkv, q, k, v;
-  ContinualAttention first;
+  // Layer l's continual attention: every layer when stacked, else the first.
+  std::vector<std::unique_ptr<ContinualAttention>> layers;
   Eigen::MatrixXf attention;  // E x 1, or E x n (retroactive)
   Eigen::MatrixXf z, hidden, y, final_row;
   Eigen::VectorXf logits;
@@ -200,13 +232,17 @@ const Eigen::MatrixXf kNoLandmarks;
 }  // namespace
 
 Eigen::Ref<const Eigen::MatrixXf> StreamState::landmark_queries(int layer) const noexcept {
-  if (layer == 0) return impl_->first.landmark_queries();
+  const auto& layers = impl_->layers;
+  if (layer >= 0 && layer < static_cast<int>(layers.size())) return layers[layer]->landmark_queries();
   return layer == 1 && impl_->last ? impl_->last->landmark_queries() : kNoLandmarks;
 }
 Eigen::Ref<const Eigen::MatrixXf> StreamState::landmark_keys(int layer) const noexcept {
-  if (layer == 0) return impl_->first.landmark_keys();
+  const auto& layers = impl_->layers;
+  if (layer >= 0 && layer < static_cast<int>(layers.size())) return layers[layer]->landmark_keys();
   return layer == 1 && impl_->last ? impl_->last->landmark_keys() : kNoLandmarks;
 }
-std::int64_t StreamState::rows_rebuilt() const noexcept { return impl_->first.rows_rebuilt(); }
+std::int64_t StreamState::rows_rebuilt() const noexcept {
+  return impl_->layers[0]->rows_rebuilt();
+}
 
 }  // namespace nystream

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import safetensors_io
-from .model import Config, NystreamModel, random_model
+from .model import MAX_STACKED_BLOCKS, Config, NystreamModel, random_model
 
 FORMAT_VERSION = 1
 _ARCH_KEYS = {f for f in Config.__dataclass_fields__ if f != "classes"}
@@ -135,7 +135,14 @@ def add_architecture_args(parser):
     a("--embed-dim", type=int, default=16)
     a("--heads", type=int, default=2)
     a("--ff-dim", type=int, default=32)
-    a("--blocks", type=int, default=1, choices=(1, 2))
+    a("--blocks", type=int, default=1, choices=range(1, MAX_STACKED_BLOCKS + 1),
+      metavar="{1..%d}" % MAX_STACKED_BLOCKS,
+      help="retroactive assembly: 1 or 2; stacked: 1 .. %d" % MAX_STACKED_BLOCKS)
+    a("--assembly", default="retroactive", choices=("retroactive", "stacked"),
+      help="retroactive: a retroactive first layer then a single-output one (blocks 2); "
+           "stacked: causal single-output layers, each over the last n outputs of the one "
+           "below (algorithm.md 7; nystream_ref.train trains it with --schedule fixed or "
+           "--attention softmax, not continual landmarks)")
     a("--classes", type=int, default=3, help="number of classes (named class0 ..)")
     a("--class-names", default=None, help="comma-separated names (overrides --classes)")
     a("--attention", default="nystrom", choices=("nystrom", "softmax"))
@@ -152,7 +159,8 @@ def config_from_args(args):
              else [f"class{i}" for i in range(args.classes)])
     return Config(window=args.window, landmarks=args.landmarks, input_dim=args.input_dim,
                   embed_dim=args.embed_dim, heads=args.heads, ff_dim=args.ff_dim,
-                  classes=names, blocks=args.blocks, attention=args.attention,
+                  classes=names, blocks=args.blocks, assembly=args.assembly,
+                  attention=args.attention,
                   landmark_schedule=args.schedule, pinv=args.pinv,
                   pinv_iterations=args.pinv_iterations, positional_period=args.period,
                   output_activation=args.activation,
@@ -184,7 +192,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     if args.command == "random":
-        model = random_model(config_from_args(args), seed=args.seed)
+        try:
+            config = config_from_args(args)
+        except ValueError as error:
+            r.error(str(error))
+        model = random_model(config, seed=args.seed)
         if args.no_normalization:
             model.set_normalization(None, None)
         provenance = {"data": "none: random weights",

@@ -1,15 +1,23 @@
 """The Nystream transformer in PyTorch, batch form: the same architecture and the
 same numbers as core/include/nystream/batch.h (the C++ batch reference).
 
-Shapes: tokens [B, n, D] oldest first; times [B, n] absolute stream index of each
-token (positional embedding row = time mod P); valid [B, n] bool, False for padding
+Shapes: tokens [B, N, D] oldest first; times [B, N] absolute stream index of each
+token (positional embedding row = time mod P); valid [B, N] bool, False for padding
 (before time 0) and dropped tokens, whose q, k and v are zero in every layer
 (algorithm.md 3.2). Landmarks of one layer: a pair (queries, keys), each
 [B, h, m, d] or [h, m, d], in scaled space q^ = q / d^(1/4).
 
-One block: a single-output layer (only the newest row is computed). Two blocks: the
-first layer for every row, the second for the newest row. forward() returns the
-newest token's logits (pre-activation).
+Two assemblies (Config.assembly):
+- "retroactive" (the default), N = n, the window: one block is a single-output
+  layer (only the newest row is computed); two blocks are the first layer for
+  every row of the window, then the second for the newest row.
+- "stacked" (algorithm.md 7), N = Config.receptive_field = L(n-1)+1 for L blocks:
+  causal single-output layers. Row t of layer l attends with its own query over
+  the last n outputs of the layer below (rows t-n+1 .. t), so layer l computes
+  the (L-1-l)(n-1)+1 newest rows, the ones layer l+1 needs (banded windows:
+  cost linear in the rows, Attention.banded). With one block both assemblies are
+  the same model.
+forward() returns the newest token's logits (pre-activation).
 """
 import dataclasses
 import math
@@ -18,6 +26,9 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 import torch.nn.functional as F
+
+
+MAX_STACKED_BLOCKS = 16
 
 
 @dataclasses.dataclass
@@ -31,6 +42,7 @@ class Config:
     ff_dim: int
     classes: Sequence[str] = ("class0",)
     blocks: int = 1
+    assembly: str = "retroactive"         # or "stacked" (algorithm.md 7)
     attention: str = "nystrom"            # or "softmax"
     landmark_schedule: str = "continual"  # or "fixed"
     pinv: str = "iterative"               # or "exact"
@@ -47,8 +59,12 @@ class Config:
         problems = []
         if self.embed_dim % self.heads:
             problems.append("embed_dim must be a multiple of heads")
-        if self.blocks not in (1, 2):
-            problems.append("blocks must be 1 or 2")
+        if self.assembly not in ("retroactive", "stacked"):
+            problems.append("assembly must be retroactive or stacked")
+        elif self.assembly == "retroactive" and self.blocks not in (1, 2):
+            problems.append("blocks must be 1 or 2 (retroactive assembly)")
+        elif self.assembly == "stacked" and not 1 <= self.blocks <= MAX_STACKED_BLOCKS:
+            problems.append(f"blocks must be in 1 .. {MAX_STACKED_BLOCKS} (stacked assembly)")
         if self.attention not in ("nystrom", "softmax"):
             problems.append("attention must be nystrom or softmax")
         if self.landmark_schedule not in ("continual", "fixed"):
@@ -75,6 +91,28 @@ class Config:
     def segment_length(self):
         """L = n / m: steps between continual landmark updates."""
         return self.window // self.landmarks
+
+    @property
+    def stacked(self):
+        return self.assembly == "stacked"
+
+    @property
+    def receptive_field(self):
+        """How many of the newest tokens the newest logits depend on. Retroactive:
+        the window n; stacked: L(n-1)+1 for L blocks, the tokens forward() takes.
+        Continual landmarks (segment means at the last completion, up to L_seg - 1
+        steps back) reach L_seg - 1 tokens further per layer (retroactive: once,
+        every layer sees the same window)."""
+        n = self.window
+        extra = self.segment_length - 1 if self.continual else 0
+        if self.stacked:
+            return self.blocks * (n - 1 + extra) + 1
+        return n + extra
+
+    def stacked_rows(self, layer):
+        """Stacked: output rows layer `layer` (0-based) computes in the training
+        forward, (L-1-layer)(n-1)+1; its input has n-1 rows more."""
+        return (self.blocks - 1 - layer) * (self.window - 1) + 1
 
     @property
     def num_classes(self):
@@ -137,6 +175,26 @@ def segment_means(x, m):
     return x.reshape(*lead, m, n // m, d).mean(-2)
 
 
+def banded_matrix(w, columns):
+    """[..., r, n] -> [..., r, columns], zero but for row i's n entries at columns
+    i .. i+n-1 (row i of a stacked layer's rows over its inputs: columns = r+n-1).
+    Built by padding rows to columns + 1 and reading the buffer with stride
+    `columns`, which shifts each row one further right."""
+    rows, n = w.shape[-2:]
+    padded = F.pad(w, (0, columns + 1 - n)).flatten(-2)       # rows x (columns + 1)
+    return padded[..., :rows * columns].view(*w.shape[:-2], rows, columns)
+
+
+# Attention.banded: smallest band sum of exp(score - block max) taken as exact;
+# below it (scores spread by > ~46 within a block's inputs) rows use their own maxima.
+BANDED_SUM_FLOOR = 1e-20
+# Attention.banded: rows per block, in windows (n rows); a block of s rows
+# multiplies s x (s+n-1) weights, so larger blocks waste more on zeros but make
+# fewer, larger matrix products (at 2: at most 1.5x the band's work, and
+# measured as fast as 1, 4 or one block for blocks 2 .. 8 at n = 32).
+BANDED_BLOCK_WINDOWS = 2
+
+
 # ---------------------------------------------------------------- modules
 
 class Attention(nn.Module):
@@ -184,9 +242,67 @@ class Attention(nn.Module):
             heads = softmax_attention(q, k, v)
         else:
             heads = nystrom_attention(q, k, v, landmarks[0], landmarks[1], self.c)
-        b = x.shape[0]
+        return self.merge(heads)
+
+    def merge(self, heads):
+        """[B, h, r, d] -> heads concatenated, output projection: [B, r, E]."""
+        b, _, rows, _ = heads.shape
         heads = heads.transpose(1, 2).reshape(b, rows, self.c.embed_dim)
         return self.out(heads) if self.out is not None else heads
+
+    def banded(self, x, valid, landmarks, rows):
+        """Stacked assembly: the last `rows` rows, row r attending with its own
+        query over its own window, the n inputs ending at r. x [B, rows+n-1, E];
+        landmarks (fixed) shared by every row. Returns [B, rows, E].
+
+        Rows go in blocks of s = BANDED_BLOCK_WINDOWS n (or fewer): block b's rows
+        see inputs b s .. b s + s+n-2 (a Tensor.unfold view of the sequence, size
+        s+n-1, step s), so the rows' attention weights are a banded [s, s+n-1]
+        matrix per block (zero outside each row's window) applied to the block's
+        values by one matrix product: cost ~ rows x (s+n-1) per head, linear in
+        the rows, not (rows+n)^2. Softmax: q K^T masked to the band.
+        Nystrom per row r: f(q_r) pinv(A) (G_r V_r), G_r the softmax of the
+        landmark queries' scores over row r's n keys, taken as the row's weights
+        w_r = f(q_r) pinv(A) G_r: O(rows n m), not O(rows n m d) for every G_r V_r.
+        With e = exp(Qt K^T - the block's max), row r's softmax denominators are
+        band sums of e, so w = (F pinv(A) / sums) e, masked: plain matmuls. When a
+        band sum falls below BANDED_SUM_FLOOR (landmark scores spread by > ~46
+        within a block's inputs: exp would underflow in float32) every row takes
+        its own maxima instead (G_r from an unfold over each row's n keys)."""
+        n = self.c.window
+        x, valid = x[:, -(rows + n - 1):], valid[:, -(rows + n - 1):]
+        q, k, v = self.project(x, valid)                   # [B, h, N, d], N = rows+n-1
+        q = q[:, :, -rows:]
+        size = min(rows, BANDED_BLOCK_WINDOWS * n)         # rows per block
+        blocks = -(-rows // size)
+        extra = blocks * size - rows  # rows past the end (their outputs are dropped)
+        if extra:
+            q, k, v = (F.pad(t, (0, 0, 0, extra)) for t in (q, k, v))
+        span = size + n - 1
+        b, h = q.shape[:2]
+        q = q.reshape(b, h, blocks, size, -1)               # B h blocks size d
+        k = k.unfold(2, span, size)                         # B h blocks d span
+        v = v.unfold(2, span, size).transpose(-1, -2)       # B h blocks span d
+        offset = torch.arange(span)[None, :] - torch.arange(size)[:, None]
+        band = (offset >= 0) & (offset < n)                  # size x span
+        if self.c.attention == "softmax":
+            weights = torch.softmax((q @ k).masked_fill(~band, float("-inf")), -1)
+        else:
+            queries, keys = landmarks                       # [B or 1, h, m, d]
+            f = torch.softmax(q @ keys.transpose(-1, -2)[:, :, None], dim=-1)  # B h blocks n m
+            fz = f @ landmark_pinv(queries, keys, self.c)[:, :, None]
+            scores = queries[:, :, None] @ k                                 # B h blocks m span
+            e = torch.exp(scores - scores.detach().amax(-1, keepdim=True))
+            mask = band.to(e.dtype)
+            sums = e @ mask.transpose(0, 1)                                  # B h blocks m n
+            if bool((sums > BANDED_SUM_FLOOR).all()):
+                weights = (fz / sums.transpose(-1, -2)) @ e * mask            # B h blocks n span
+            else:
+                g = torch.softmax(scores.unfold(-1, n, 1), dim=-1)           # B h blocks m n n
+                rowwise = (fz.transpose(-1, -2)[..., None] * g).sum(-3)      # B h blocks n n
+                weights = banded_matrix(rowwise, span)
+        heads = (weights @ v).reshape(b, h, blocks * size, -1)[:, :, :rows]
+        return self.merge(heads)
 
 
 class Block(nn.Module):
@@ -202,7 +318,16 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(c.embed_dim, eps=c.layer_norm_eps)
 
     def forward(self, x, valid, landmarks, rows):
-        z = self.norm1(x[:, -rows:] + self.attention(x, valid, landmarks, rows))
+        return self.residual(x[:, -rows:], self.attention(x, valid, landmarks, rows))
+
+    def banded(self, x, valid, landmarks, rows):
+        """Stacked assembly: the last `rows` rows, each over its own window
+        (Attention.banded)."""
+        return self.residual(x[:, -rows:], self.attention.banded(x, valid, landmarks, rows))
+
+    def residual(self, x, attended):
+        """The rest of the block for rows x [.., E] given their attention output."""
+        z = self.norm1(x + attended)
         return self.norm2(z + self.ff2(F.gelu(self.ff1(z))))
 
 
@@ -242,7 +367,10 @@ class NystreamModel(nn.Module):
         """What the continual schedule holds right after a segment completes at the
         window's last token: per layer, the segment means of that layer's inputs on
         this window (the second layer's inputs are the first layer's outputs for
-        every row, computed with the first layer's landmarks of this window)."""
+        every row, computed with the first layer's landmarks of this window).
+        Retroactive assembly only (stacked: reference.stacked_stream)."""
+        if self.c.stacked:
+            raise NotImplementedError("stacked landmarks differ per row: reference.stacked_stream")
         x = self.embed(tokens, times)
         out = []
         for l, layer in enumerate(self.layers):
@@ -258,12 +386,15 @@ class NystreamModel(nn.Module):
         return [(z, z) for _ in range(c.blocks)]
 
     def forward(self, tokens, times, valid, landmarks=None, all_rows=False):
-        """Logits of each window's newest token, [B, C].
+        """Logits of each window's newest token, [B, C]. Stacked assembly:
+        stacked_forward (windows of Config.receptive_field tokens).
 
         landmarks: per layer (queries, keys); None means the model's own: fixed
         landmarks, or each layer's window segment means (plain Nyströmformer).
         all_rows: run the last layer on every row, as a plain encoder would (the
         newest row is the same either way)."""
+        if self.c.stacked:
+            return self.stacked_forward(tokens, times, valid, landmarks)
         x = self.embed(tokens, times)
         n = x.shape[1]
         for l, layer in enumerate(self.layers):
@@ -277,6 +408,34 @@ class NystreamModel(nn.Module):
             else:
                 lm = None
             x = layer(x, valid, lm, rows)
+        return self.classifier(self.final_norm(x[:, -1]))
+
+    def stacked_forward(self, tokens, times, valid, landmarks=None):
+        """Stacked assembly: logits of the newest token, [B, C], from the last
+        L(n-1)+1 tokens (Config.receptive_field without continual landmarks;
+        earlier ones are ignored). Fixed landmarks or softmax attention;
+        landmarks: per layer (queries, keys) shared by every row, None for the
+        model's own. Continual landmarks differ from row to row
+        (reference.stream_logits computes them), not here."""
+        c = self.c
+        if c.continual and landmarks is None:
+            raise NotImplementedError(
+                "the stacked training forward covers fixed landmarks and softmax attention; "
+                "stacked with continual landmarks: reference.stream_logits")
+        span = c.stacked_rows(0) + c.window - 1  # L(n-1)+1
+        if tokens.shape[1] < span:
+            raise ValueError(f"stacked forward needs {span} tokens, got {tokens.shape[1]}")
+        tokens, times, valid = tokens[:, -span:], times[:, -span:], valid[:, -span:]
+        x = self.embed(tokens, times)
+        for l, layer in enumerate(self.layers):
+            rows = c.stacked_rows(l)
+            if landmarks is not None:
+                lm = landmarks[l]
+            elif c.fixed:
+                lm = tuple(t.unsqueeze(0) for t in layer.attention.fixed_landmarks())
+            else:
+                lm = None
+            x = layer.banded(x, valid, lm, rows)
         return self.classifier(self.final_norm(x[:, -1]))
 
     def activate(self, logits):

@@ -14,6 +14,12 @@ all zero until the first segment completes, exactly as a fresh StreamState.
 Fixed landmarks: initialised per layer and head by k-means over the projected
 queries and keys (q^, k^) of training windows, then fine-tuned with the rest.
 
+Stacked assembly (--assembly stacked, blocks 1..16, algorithm.md 7): each example
+is the receptive field of e, the L(n-1)+1 tokens ending at it (same random stream
+offsets, stream starts and augmentation), through the causal layers; layer l's
+fixed landmarks are k-means over its own inputs. Fixed landmarks or softmax
+attention only (continual landmarks: an error).
+
 Data: --data FILE.npz ..., each with `features` [T, D] float, `labels` [T, C] 0/1
 (multi-label, sigmoid + BCE) or [T] class indices (exclusive, softmax + CE), and
 optionally `classes` (names). --val FILE.npz ... are streamed through the exact
@@ -39,6 +45,10 @@ from . import evaluate, export, reference
 from .model import Config, NystreamModel, init_weights
 
 
+STACKED_CONTINUAL = ("training the stacked assembly covers fixed landmarks (--schedule fixed) "
+                     "and softmax attention (--attention softmax), not continual landmarks")
+
+
 # ---------------------------------------------------------------- data
 
 class Sequences:
@@ -57,13 +67,18 @@ class Sequences:
     def sample(self, c: Config, batch, generator, start_fraction=0.1, fresh_landmarks=False):
         """A batch of training windows (see the module doc). Returns a dict.
         fresh_landmarks: the window's own segment means (a batch Nystromformer)."""
+        if c.stacked and c.continual:
+            raise ValueError(STACKED_CONTINUAL)
         n, L, P = c.window, c.segment_length if c.attention == "nystrom" else 1, c.positional_period
         seq = torch.multinomial(self.lengths.double(), batch, True, generator=generator)
         length = self.lengths[seq]
         rnd = lambda high: (torch.rand(batch, generator=generator, dtype=torch.float64)  # noqa
                             * high).long()
         at_start = torch.rand(batch, generator=generator) < start_fraction
-        need = n + L - 1  # tokens before and including e, for a mid-stream window
+        # Tokens before and including e, for a mid-stream window. Stacked: the
+        # receptive field L(n-1)+1, the tokens the training forward takes.
+        span = c.receptive_field if c.stacked else n
+        need = span if c.stacked else n + L - 1
         at_start |= length < need
         end = torch.where(at_start, rnd(length.double()),
                           need - 1 + rnd((length - need + 1).clamp(min=1).double()))
@@ -72,7 +87,7 @@ class Sequences:
         # covering every position and landmark phase.
         t_end = torch.where(at_start, end, end + n + rnd(float(P * L)))
         shift = t_end - end  # time = index + shift
-        window = self._window(seq, end, shift, n)
+        window = self._window(seq, end, shift, span)
         out = {"window": window, "target": self.labels[self.starts[seq] + end]}
         if c.continual:
             phase = torch.zeros_like(t_end) if fresh_landmarks else (t_end + 1) % L
@@ -168,9 +183,11 @@ def init_fixed_landmarks(model: NystreamModel, data: Sequences, generator, windo
     batch = data.sample(c, windows, generator, start_fraction=0.0)
     tokens, times, valid = batch["window"]
     x = model.embed(tokens.to(model.dtype), times)
-    for layer in model.layers:
+    for l, layer in enumerate(model.layers):
         a = layer.attention
-        q, k, _ = a.project(x, valid)  # [B, h, n, d]
+        if c.stacked:  # this layer's inputs: the rows of the receptive field it sees
+            valid = valid[:, -x.shape[1]:]
+        q, k, _ = a.project(x, valid)  # [B, h, rows, d]
         mask = valid.flatten()
         for h in range(c.heads):
             for source, target in ((q, a.landmark_queries), (k, a.landmark_keys)):
@@ -178,7 +195,10 @@ def init_fixed_landmarks(model: NystreamModel, data: Sequences, generator, windo
                 centres = kmeans(points, c.landmarks, generator)
                 target.view(c.landmarks, c.heads, c.head_dim)[:, h] = centres
         lm = tuple(t.unsqueeze(0) for t in a.fixed_landmarks())
-        x = layer(x, valid, lm, x.shape[1])
+        if c.stacked:
+            x = layer.banded(x, valid, lm, c.stacked_rows(l))
+        else:
+            x = layer(x, valid, lm, x.shape[1])
 
 
 @torch.no_grad()
@@ -329,7 +349,12 @@ def main(argv=None):
         args.classes = int(max(np.max(l) for _, l in pairs)) + 1
     elif not exclusive and not args.class_names:
         args.classes = np.asarray(pairs[0][1]).shape[1]
-    config = export.config_from_args(args)
+    try:
+        config = export.config_from_args(args)
+    except ValueError as error:
+        p.error(str(error))
+    if config.stacked and config.continual:
+        p.error(STACKED_CONTINUAL)
     data = Sequences(pairs)
     model = init_weights(NystreamModel(config), args.seed)
     stacked = data.features.double()

@@ -9,7 +9,8 @@ namespace nystream::testing {
 
 // Small configuration for exhaustive per-step checks.
 inline ModelConfig small_config(int window, int landmarks, int blocks, LandmarkSchedule schedule,
-                                PinvMode pinv = PinvMode::kIterative) {
+                                PinvMode pinv = PinvMode::kIterative,
+                                Assembly assembly = Assembly::kRetroactive) {
   ModelConfig c;
   c.window = window;
   c.landmarks = landmarks;
@@ -18,6 +19,7 @@ inline ModelConfig small_config(int window, int landmarks, int blocks, LandmarkS
   c.heads = 2;
   c.ff_dim = 32;
   c.blocks = blocks;
+  c.assembly = assembly;
   c.classes = 4;
   c.positional_period = 2 * window + 3;  // not a multiple of n: positions drift against the ring
   c.schedule = schedule;

@@ -35,13 +35,15 @@ class Reference {
   explicit Reference(const Model& model) : batch_(model), c_(model.config()) {}
 
   // history: every token so far (column t = token t); valid[t] = 0 for tokens the
-  // stream dropped. Window of n tokens ending at t, zero-padded before time 0.
+  // stream dropped. The receptive_field() tokens ending at t (n, unless stacked),
+  // zero-padded before time 0.
   BatchModel<double>::Window window(const Eigen::MatrixXf& history, const std::vector<char>& valid,
                                     std::int64_t t) const {
+    const int size = c_.receptive_field();
     BatchModel<double>::Window w;
-    w.tokens = Eigen::MatrixXd::Zero(c_.input_dim, c_.window);
-    for (int j = 0; j < c_.window; ++j) {
-      const std::int64_t time = t - c_.window + 1 + j;
+    w.tokens = Eigen::MatrixXd::Zero(c_.input_dim, size);
+    for (int j = 0; j < size; ++j) {
+      const std::int64_t time = t - size + 1 + j;
       w.times.push_back(time < 0 ? 0 : time);
       const bool real = time >= 0 && valid[time];
       w.valid.push_back(real);
@@ -66,6 +68,12 @@ class Reference {
     }
     // At a completion every layer's landmarks are its window's segment means.
     const auto w = window(history, valid, completed);
+    if (c_.stacked()) {  // of its own inputs, the layer below's last n outputs
+      const std::vector<char> last_n(w.valid.end() - c_.window, w.valid.end());
+      for (int l = 0; l < c_.blocks; ++l)
+        out.push_back(batch_.window_landmarks(l, batch_.stacked(w, c_.window, l), last_n));
+      return out;
+    }
     Eigen::MatrixXd x = batch_.embed(w);
     for (int l = 0; l < c_.blocks; ++l) {
       out.push_back(batch_.window_landmarks(l, x, w.valid));
@@ -76,6 +84,8 @@ class Reference {
 
   Eigen::VectorXd logits(const Eigen::MatrixXf& history, const std::vector<char>& valid,
                          std::int64_t t) const {
+    // A stacked model derives each row's landmarks inside the batch model.
+    if (c_.stacked()) return batch_.forward(window(history, valid, t), nullptr);
     const auto lm = landmarks(history, valid, t);
     return batch_.forward(window(history, valid, t), &lm);
   }

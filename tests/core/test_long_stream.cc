@@ -19,8 +19,8 @@ constexpr int kCheckpoints = 20;
 // same bound as a short one.
 constexpr double kLogitTolerance = 2e-4;
 
-void run(LandmarkSchedule schedule, int blocks) {
-  const ModelConfig c = small_config(16, 4, blocks, schedule);
+void run(LandmarkSchedule schedule, int blocks, Assembly assembly = Assembly::kRetroactive) {
+  const ModelConfig c = small_config(16, 4, blocks, schedule, PinvMode::kIterative, assembly);
   const auto model = make_model(c);
   StreamState stream(model);
   Reference reference(*model);
@@ -45,8 +45,8 @@ void run(LandmarkSchedule schedule, int blocks) {
     if (phase == every - c.segment_length()) curve.push_back(0);
     curve.back() = std::max(curve.back(), error);
   }
-  std::printf("%s landmarks, %d block(s); rows rebuilt %lld; max |logit error| per %ld steps:\n",
-              to_string(schedule), blocks, static_cast<long long>(stream.rows_rebuilt()), every);
+  std::printf("%s landmarks, %d block(s) %s; rows rebuilt %lld; max |logit error| per %ld steps:\n",
+              to_string(schedule), blocks, to_string(assembly), static_cast<long long>(stream.rows_rebuilt()), every);
   for (std::size_t i = 0; i < curve.size(); ++i)
     std::printf("  step %7ld  %.3g\n", (i + 1) * every, curve[i]);
   double first_half = 0, second_half = 0;
@@ -63,6 +63,10 @@ TEST(LongStream, ContinualLandmarksOneBlock) { run(LandmarkSchedule::kContinual,
 TEST(LongStream, FixedLandmarksOneBlock) { run(LandmarkSchedule::kFixed, 1); }
 TEST(LongStream, ContinualLandmarksTwoBlocks) { run(LandmarkSchedule::kContinual, 2); }
 TEST(LongStream, FixedLandmarksTwoBlocks) { run(LandmarkSchedule::kFixed, 2); }
+TEST(LongStream, ContinualLandmarksThreeStacked) {
+  run(LandmarkSchedule::kContinual, 3, Assembly::kStacked);
+}
+TEST(LongStream, FixedLandmarksThreeStacked) { run(LandmarkSchedule::kFixed, 3, Assembly::kStacked); }
 
 }  // namespace
 }  // namespace nystream::testing

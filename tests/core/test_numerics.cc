@@ -174,8 +174,9 @@ TEST(StreamNumerics, ScoresAboveFloatExpRangeDoNotOverflow) {
 // window at every step, and once they leave, on the clean window.
 TEST(StreamNumerics, NonFiniteTokensAreReportedAndTheStreamRecovers) {
   for (auto schedule : {LandmarkSchedule::kContinual, LandmarkSchedule::kFixed}) {
-    for (int blocks : {1, 2}) {
-      const ModelConfig c = small_config(12, 4, blocks, schedule);
+    for (int blocks : {1, 2, 3}) {  // 3: stacked
+      const ModelConfig c = small_config(12, 4, blocks, schedule, PinvMode::kIterative,
+                                         blocks == 3 ? Assembly::kStacked : Assembly::kRetroactive);
       const auto model = make_model(c);
       StreamState stream(model);
       Reference reference(*model);
@@ -201,7 +202,7 @@ TEST(StreamNumerics, NonFiniteTokensAreReportedAndTheStreamRecovers) {
         const Eigen::VectorXd expected = reference.logits(history, valid, t);
         ASSERT_LT((stream.logits().cast<double>() - expected).cwiseAbs().maxCoeff(), 2e-4)
             << to_string(schedule) << ", " << blocks << " block(s), step " << t;
-        if (t >= bad[2] + c.window + c.segment_length()) {
+        if (t >= bad[2] + c.receptive_field() + c.segment_length()) {
           // The window, and the one the landmarks came from, are clean again: the
           // same as if nothing bad had happened.
           std::vector<char> clean(steps, 1);

@@ -1,6 +1,6 @@
 // Issue 3, checks 7 and 8: a step allocates nothing, and reset() is exactly a
 // fresh stream. Every path is covered: Nyström (both schedules) and softmax,
-// one and two blocks.
+// one and two blocks, and three stacked.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -16,7 +16,7 @@ struct Variant {
   AttentionKind attention;
   LandmarkSchedule schedule;
   PinvMode pinv;
-  int blocks;
+  int blocks;  // 3: stacked
 };
 
 std::string describe(const Variant& v) {
@@ -26,7 +26,7 @@ std::string describe(const Variant& v) {
 
 std::vector<Variant> all_variants() {
   std::vector<Variant> out;
-  for (int blocks : {1, 2}) {
+  for (int blocks : {1, 2, 3}) {
     out.push_back({AttentionKind::kSoftmax, LandmarkSchedule::kContinual, PinvMode::kIterative, blocks});
     for (auto schedule : {LandmarkSchedule::kContinual, LandmarkSchedule::kFixed})
       for (auto pinv : {PinvMode::kIterative, PinvMode::kExact})
@@ -36,7 +36,8 @@ std::vector<Variant> all_variants() {
 }
 
 ModelConfig config_of(const Variant& v) {
-  ModelConfig c = small_config(16, 4, v.blocks, v.schedule, v.pinv);
+  ModelConfig c = small_config(16, 4, v.blocks, v.schedule, v.pinv,
+                               v.blocks == 3 ? Assembly::kStacked : Assembly::kRetroactive);
   c.attention = v.attention;
   return c;
 }

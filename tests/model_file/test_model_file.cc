@@ -58,9 +58,10 @@ void expect_same_scores(const std::shared_ptr<const Model>& a, const std::shared
 TEST(ModelFile, RoundTripIsBitIdentical) {
   const auto dir = temp_dir("round-trip");
   for (auto schedule : {LandmarkSchedule::kContinual, LandmarkSchedule::kFixed})
-    for (int blocks : {1, 2}) {
+    for (int blocks : {1, 2, 3}) {  // 3: stacked
       SCOPED_TRACE(std::string(to_string(schedule)) + ", " + std::to_string(blocks) + " block(s)");
       ModelConfig c = small_config(schedule, blocks);
+      if (blocks == 3) c.assembly = Assembly::kStacked;
       c.activation = blocks == 2 ? OutputActivation::kSoftmax : OutputActivation::kSigmoid;
       c.output_projection = blocks == 1;
       c.pinv = schedule == LandmarkSchedule::kFixed ? PinvMode::kExact : PinvMode::kIterative;
@@ -77,6 +78,8 @@ TEST(ModelFile, RoundTripIsBitIdentical) {
       EXPECT_EQ(d.landmarks, c.landmarks);
       EXPECT_EQ(d.positional_period, c.positional_period);
       EXPECT_EQ(d.schedule, c.schedule);
+      EXPECT_EQ(d.blocks, c.blocks);
+      EXPECT_EQ(d.assembly, c.assembly);
       EXPECT_EQ(d.pinv, c.pinv);
       EXPECT_EQ(d.activation, c.activation);
       EXPECT_EQ(d.output_projection, c.output_projection);
@@ -404,6 +407,17 @@ TEST_F(Corrupt, ArchitectureInconsistent) {
   EXPECT_EQ(parse_error(parts_.join()), "test.safetensors: architecture.landmark_schedule is "
                                         "\"adaptive\", expected \"continual\" or \"fixed\"");
   arch["landmark_schedule"] = "continual";
+  arch["assembly"] = "parallel";
+  EXPECT_EQ(parse_error(parts_.join()), "test.safetensors: architecture.assembly is "
+                                        "\"parallel\", expected \"retroactive\" or \"stacked\"");
+  arch["assembly"] = "retroactive";
+  arch["blocks"] = 3;
+  EXPECT_EQ(parse_error(parts_.join()),
+            "test.safetensors: architecture: blocks = 3 with the retroactive assembly, expected 1 "
+            "or 2 (use assembly \"stacked\" for more)");
+  arch["blocks"] = 2;
+  arch.erase("assembly");  // files written before the key existed: retroactive
+  EXPECT_EQ(parse_error(parts_.join()), "");
   arch["window"] = 16.5;
   EXPECT_EQ(parse_error(parts_.join()),
             "test.safetensors: architecture.window is 16.5, expected an integer");

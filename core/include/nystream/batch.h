@@ -49,24 +49,34 @@ MatrixT<S> softmax_attention_head(const MatrixT<S>& q, const MatrixT<S>& k,
   return v * p;
 }
 
-// Nyström attention of one head (algorithm.md section 2), written as the batch
-// formula F pinv(A) (G V): q (d x nq), k, v (d x n), landmarks qt, kt (d x m).
+// pinv(softmax(Qt Kt^T)) of one head's landmarks (m x m).
 template <typename S>
-MatrixT<S> nystrom_attention_head(const MatrixT<S>& q, const MatrixT<S>& k,
-                                  const MatrixT<S>& v, const MatrixT<S>& qt,
-                                  const MatrixT<S>& kt, PinvMode mode, int iterations) {
+MatrixT<S> landmark_pinv(const MatrixT<S>& qt, const MatrixT<S>& kt, PinvMode mode,
+                         int iterations) {
   const Eigen::Index m = qt.cols();
-  MatrixT<S> f_t = kt.transpose() * q;  // m x nq: column i = row i of F
-  softmax_columns(f_t);
   MatrixT<S> a = qt.transpose() * kt;  // m x m
   softmax_rows(a);
-  MatrixT<S> g = qt.transpose() * k;  // m x n
-  softmax_rows(g);
   MatrixT<S> z(m, m);
   PinvSolver<S> solver(static_cast<int>(m));
   solver.compute(a, mode, iterations, z);
-  MatrixT<S> gv = g * v.transpose();                    // m x d
-  return gv.transpose() * (z.transpose() * f_t);         // d x nq
+  return z;
+}
+
+// Nyström attention of one head (algorithm.md section 2), written as the batch
+// formula F pinv(A) (G V): q (d x nq), k, v (d x n), landmarks qt, kt (d x m).
+// z: pinv(A) when the caller has it (fixed landmarks), else computed here.
+template <typename S>
+MatrixT<S> nystrom_attention_head(const MatrixT<S>& q, const MatrixT<S>& k,
+                                  const MatrixT<S>& v, const MatrixT<S>& qt,
+                                  const MatrixT<S>& kt, PinvMode mode, int iterations,
+                                  const MatrixT<S>* z = nullptr) {
+  MatrixT<S> f_t = kt.transpose() * q;  // m x nq: column i = row i of F
+  softmax_columns(f_t);
+  const MatrixT<S> own = z ? MatrixT<S>() : landmark_pinv<S>(qt, kt, mode, iterations);
+  MatrixT<S> g = qt.transpose() * k;  // m x n
+  softmax_rows(g);
+  MatrixT<S> gv = g * v.transpose();                      // m x d
+  return gv.transpose() * ((z ? *z : own).transpose() * f_t);  // d x nq
 }
 
 template <typename S>
@@ -78,7 +88,10 @@ class BatchModel {
     std::vector<char> valid;          // 0: padding / dropped token
   };
 
-  explicit BatchModel(const Model& model) : config_(model.config()) {
+  // model_pinv: with fixed landmarks, use the pinv the Model computed at load (as
+  // the stream does) instead of solving it on every call, as a re-encoding
+  // baseline should; the double-precision test reference solves its own.
+  explicit BatchModel(const Model& model, bool model_pinv = false) : config_(model.config()) {
     const ModelWeights& w = model.weights();
     input_mean_ = w.input_mean.cast<S>();
     input_scale_ = w.input_scale.cast<S>();
@@ -93,6 +106,14 @@ class BatchModel {
     final_beta_ = w.final_beta.cast<S>();
     classifier_ = w.classifier.cast<S>();
     classifier_bias_ = w.classifier_bias.cast<S>();
+    const bool fixed = config_.attention == AttentionKind::kNystrom &&
+                       config_.schedule == LandmarkSchedule::kFixed;
+    if (model_pinv && fixed) {
+      const int m = config_.landmarks;
+      for (int l = 0; l < config_.blocks; ++l)
+        for (int h = 0; h < config_.heads; ++h)
+          pinv_.push_back(model.fixed_pinv(l).middleCols(h * m, m).template cast<S>());
+    }
   }
 
   const ModelConfig& config() const { return config_; }
@@ -110,19 +131,22 @@ class BatchModel {
   }
 
   // Scaled q^, k^ and v of layer l for the tokens x (E x n); padding columns zero.
+  // q only for the last query_rows tokens (all when negative).
   void project(int l, const MatrixT<S>& x, const std::vector<char>& valid, MatrixT<S>* q,
-               MatrixT<S>* k, MatrixT<S>* v) const {
+               MatrixT<S>* k, MatrixT<S>* v, Eigen::Index query_rows = -1) const {
     const Layer& w = layers_[l];
     const int e = config_.embed_dim;
+    const Eigen::Index n = x.cols();
+    const Eigen::Index rows = query_rows < 0 ? n : query_rows;
     const S scale = S(1) / std::pow(S(config_.head_dim()), S(0.25));
-    *q = (w.qkv.topRows(e) * x).colwise() + w.qkv_bias.head(e);
+    *q = (w.qkv.topRows(e) * x.rightCols(rows)).colwise() + w.qkv_bias.head(e);
     *k = (w.qkv.middleRows(e, e) * x).colwise() + w.qkv_bias.segment(e, e);
     *v = (w.qkv.bottomRows(e) * x).colwise() + w.qkv_bias.tail(e);
     *q *= scale;
     *k *= scale;
-    for (Eigen::Index j = 0; j < x.cols(); ++j) {
+    for (Eigen::Index j = 0; j < n; ++j) {
       if (valid[j]) continue;
-      q->col(j).setZero();
+      if (j >= n - rows) q->col(j - (n - rows)).setZero();
       k->col(j).setZero();
       v->col(j).setZero();
     }
@@ -142,44 +166,77 @@ class BatchModel {
   MatrixT<S> attention(int l, const MatrixT<S>& x, const std::vector<char>& valid,
                        const Landmarks<S>* landmarks, Eigen::Index rows) const {
     MatrixT<S> q, k, v;
-    project(l, x, valid, &q, &k, &v);
+    const bool own_landmarks = config_.attention == AttentionKind::kNystrom && !landmarks;
+    project(l, x, valid, &q, &k, &v, own_landmarks ? -1 : rows);
     Landmarks<S> own;
-    if (config_.attention == AttentionKind::kNystrom && !landmarks) {
+    if (own_landmarks) {
       own = {segment_means<S>(q, config_.landmarks), segment_means<S>(k, config_.landmarks)};
       landmarks = &own;
     }
     const int d = config_.head_dim();
-    const Eigen::Index n = x.cols();
     MatrixT<S> heads(config_.embed_dim, rows);
     for (int h = 0; h < config_.heads; ++h) {
-      const MatrixT<S> qh = q.block(h * d, n - rows, d, rows);
+      const MatrixT<S> qh = q.block(h * d, q.cols() - rows, d, rows);
       const MatrixT<S> kh = k.middleRows(h * d, d), vh = v.middleRows(h * d, d);
       if (config_.attention == AttentionKind::kSoftmax) {
         heads.middleRows(h * d, d) = softmax_attention_head<S>(qh, kh, vh);
       } else {
         const MatrixT<S> qt = landmarks->queries.middleRows(h * d, d);
         const MatrixT<S> kt = landmarks->keys.middleRows(h * d, d);
-        heads.middleRows(h * d, d) = nystrom_attention_head<S>(qh, kh, vh, qt, kt, config_.pinv,
-                                                               config_.pinv_iterations);
+        heads.middleRows(h * d, d) = nystrom_attention_head<S>(
+            qh, kh, vh, qt, kt, config_.pinv, config_.pinv_iterations, model_pinv(l, h, landmarks));
       }
     }
-    if (!config_.output_projection) return heads;
-    const Layer& w = layers_[l];
-    return (w.out * heads).colwise() + w.out_bias;
+    return output_projection(l, heads);
   }
 
   // Post-norm encoder block for the last `rows` tokens: z = LN(x + Attn(x)),
   // y = LN(z + FF(z)).
   MatrixT<S> block(int l, const MatrixT<S>& x, const std::vector<char>& valid,
                    const Landmarks<S>* landmarks, Eigen::Index rows) const {
-    const Layer& w = layers_[l];
-    MatrixT<S> z = x.rightCols(rows) + attention(l, x, valid, landmarks, rows);
-    layer_norm_columns(z, w.norm1_gamma, w.norm1_beta, S(config_.layer_norm_eps));
-    MatrixT<S> hidden = (w.ff1 * z).colwise() + w.ff1_bias;
-    gelu(hidden);
-    MatrixT<S> y = z + ((w.ff2 * hidden).colwise() + w.ff2_bias);
-    layer_norm_columns(y, w.norm2_gamma, w.norm2_beta, S(config_.layer_norm_eps));
-    return y;
+    return finish_block(l, x.rightCols(rows), attention(l, x, valid, landmarks, rows));
+  }
+
+  // Stacked assembly (config.stacked()), the causal sliding-window form: layer l's
+  // output at position i attends over layer l-1's outputs at i-n+1 .. i. Returns
+  // the last layer's outputs for the window's newest `rows` positions; the window
+  // holds rows - 1 + config.receptive_field() tokens with their absolute times.
+  // Landmarks are derived per row (fixed, or each layer's segment means at the
+  // row's last completion), so forward()'s landmarks argument does not apply.
+  // layers: the outputs of the first `layers` layers instead (0: the embedding).
+  MatrixT<S> stacked(const Window& window, Eigen::Index rows, int layers = -1) const {
+    if (layers < 0) layers = config_.blocks;
+    const Eigen::Index reach = (config_.receptive_field() - 1) / config_.blocks;  // per layer
+    MatrixT<S> x = embed(window);
+    for (int l = 0; l < layers; ++l)
+      x = stacked_block(l, x, window, rows + (layers - 1 - l) * reach);
+    return x.rightCols(rows);
+  }
+
+  // The Nyström key side G V of one head at rows (sliding-window positions)
+  // first .. first + count - 1 of k, v (d x T), for fixed landmarks qt: running
+  // sums of exp(qt . k_j - offset) v_j as the window slides. m x d per row, in
+  // gv (m x (d count)).
+  static MatrixT<S> sliding_key_side(const MatrixT<S>& k, const MatrixT<S>& v,
+                                     const MatrixT<S>& qt, int n, Eigen::Index first,
+                                     Eigen::Index count) {
+    const Eigen::Index m = qt.cols(), d = k.rows();
+    const Eigen::Index from = first - n + 1, span = count + n - 1;
+    MatrixT<S> e = qt.transpose() * k.middleCols(from, span);  // m x span
+    const VectorT<S> offset = e.rowwise().maxCoeff();
+    e = (e.colwise() - offset).array().exp().matrix();
+    MatrixT<S> num = e.leftCols(n) * v.middleCols(from, n).transpose();  // m x d
+    VectorT<S> den = e.leftCols(n).rowwise().sum();
+    MatrixT<S> gv(m, d * count);
+    for (Eigen::Index r = 0; r < count; ++r) {
+      if (r > 0) {  // position first + r enters, first + r - n leaves
+        num += e.col(r + n - 1) * v.col(from + r + n - 1).transpose() -
+               e.col(r - 1) * v.col(from + r - 1).transpose();
+        den += e.col(r + n - 1) - e.col(r - 1);
+      }
+      gv.middleCols(r * d, d) = num.array().colwise() / den.array();
+    }
+    return gv;
   }
 
   // The model's fixed landmarks, one per layer (empty matrices for continual).
@@ -189,8 +246,11 @@ class BatchModel {
   // "the model's own": fixed landmarks, or each layer's window segment means.
   // all_rows: run the last layer for every token, as a plain encoder forward does,
   // instead of for the newest token only (the same logits either way).
+  // Stacked models: the window holds config.receptive_field() tokens, and
+  // landmarks and all_rows do not apply (see stacked()).
   VectorT<S> forward(const Window& window, const std::vector<Landmarks<S>>* landmarks,
                      bool all_rows = false) const {
+    if (config_.stacked()) return classify(stacked(window, 1).col(0));
     MatrixT<S> x = embed(window);
     const Eigen::Index n = x.cols();
     for (int l = 0; l < config_.blocks; ++l) {
@@ -199,12 +259,91 @@ class BatchModel {
       if (!landmarks && config_.schedule == LandmarkSchedule::kFixed) own = &fixed_[l];
       x = block(l, x, window.valid, own, last ? 1 : n);
     }
-    auto newest = x.col(x.cols() - 1);
+    return classify(x.col(x.cols() - 1));
+  }
+
+ private:
+  VectorT<S> classify(VectorT<S> newest) const {
     layer_norm_columns(newest, final_gamma_, final_beta_, S(config_.layer_norm_eps));
     return classifier_ * newest + classifier_bias_;
   }
 
- private:
+  const MatrixT<S>* model_pinv(int l, int h, const Landmarks<S>* landmarks) const {
+    const bool own = !pinv_.empty() && landmarks == &fixed_[l];
+    return own ? &pinv_[l * config_.heads + h] : nullptr;
+  }
+
+  MatrixT<S> output_projection(int l, const MatrixT<S>& heads) const {
+    if (!config_.output_projection) return heads;
+    const Layer& w = layers_[l];
+    return (w.out * heads).colwise() + w.out_bias;
+  }
+
+  template <typename Residual>
+  MatrixT<S> finish_block(int l, const Residual& residual, const MatrixT<S>& attention) const {
+    const Layer& w = layers_[l];
+    MatrixT<S> z = residual + attention;
+    layer_norm_columns(z, w.norm1_gamma, w.norm1_beta, S(config_.layer_norm_eps));
+    MatrixT<S> hidden = (w.ff1 * z).colwise() + w.ff1_bias;
+    gelu(hidden);
+    MatrixT<S> y = z + ((w.ff2 * hidden).colwise() + w.ff2_bias);
+    layer_norm_columns(y, w.norm2_gamma, w.norm2_beta, S(config_.layer_norm_eps));
+    return y;
+  }
+
+  // One stacked layer: x holds layer l's inputs for the window's last x.cols()
+  // positions; returns its outputs for the last `rows` of them.
+  MatrixT<S> stacked_block(int l, const MatrixT<S>& x, const Window& window,
+                           Eigen::Index rows) const {
+    const Eigen::Index count = x.cols(), first = count - rows;
+    const Eigen::Index at = static_cast<Eigen::Index>(window.valid.size()) - count;
+    const std::vector<char> valid(window.valid.begin() + at, window.valid.end());
+    const bool nystrom = config_.attention == AttentionKind::kNystrom;
+    const bool continual = nystrom && config_.schedule == LandmarkSchedule::kContinual;
+    MatrixT<S> q, k, v;  // continual landmarks need every position's q
+    project(l, x, valid, &q, &k, &v, continual ? -1 : rows);
+    const int n = config_.window, d = config_.head_dim(), length = config_.segment_length();
+    MatrixT<S> heads(config_.embed_dim, rows);
+    for (int h = 0; h < config_.heads; ++h) {
+      const MatrixT<S> kh = k.middleRows(h * d, d), vh = v.middleRows(h * d, d);
+      if (nystrom && !continual) {
+        const MatrixT<S> qt = fixed_[l].queries.middleRows(h * d, d);
+        const MatrixT<S> kt = fixed_[l].keys.middleRows(h * d, d);
+        const MatrixT<S>* given = model_pinv(l, h, &fixed_[l]);
+        const MatrixT<S> z = given ? *given
+                                   : landmark_pinv<S>(qt, kt, config_.pinv, config_.pinv_iterations);
+        MatrixT<S> f_t = kt.transpose() * q.middleRows(h * d, d);  // m x rows
+        softmax_columns(f_t);
+        const MatrixT<S> gv = sliding_key_side(kh, vh, qt, n, first, rows);
+        const MatrixT<S> mixed = z.transpose() * f_t;  // m x rows
+        for (Eigen::Index r = 0; r < rows; ++r)
+          heads.col(r).segment(h * d, d) = gv.middleCols(r * d, d).transpose() * mixed.col(r);
+        continue;
+      }
+      for (Eigen::Index r = 0; r < rows; ++r) {
+        const Eigen::Index i = first + r;
+        const MatrixT<S> qi = q.block(h * d, continual ? i : r, d, 1);
+        const MatrixT<S> kw = kh.middleCols(i - n + 1, n), vw = vh.middleCols(i - n + 1, n);
+        if (!nystrom) {
+          heads.block(h * d, r, d, 1) = softmax_attention_head<S>(qi, kw, vw);
+          continue;
+        }
+        // The landmarks this layer held at the row's time: segment means of its
+        // inputs ending at the last completion c (zero before the first).
+        const std::int64_t t = window.times[at + i];
+        const std::int64_t c = (t + 1) / length * length - 1;
+        MatrixT<S> qt = MatrixT<S>::Zero(d, config_.landmarks), kt = qt;
+        if (valid[i] && c >= 0) {
+          const Eigen::Index end = i - (t - c);
+          qt = segment_means<S>(q.block(h * d, end - n + 1, d, n), config_.landmarks);
+          kt = segment_means<S>(kh.middleCols(end - n + 1, n), config_.landmarks);
+        }
+        heads.block(h * d, r, d, 1) = nystrom_attention_head<S>(qi, kw, vw, qt, kt, config_.pinv,
+                                                                 config_.pinv_iterations);
+      }
+    }
+    return finish_block(l, x.rightCols(rows), output_projection(l, heads));
+  }
   struct Layer {
     MatrixT<S> qkv, out, ff1, ff2;
     VectorT<S> qkv_bias, out_bias, norm1_gamma, norm1_beta, ff1_bias, ff2_bias, norm2_gamma,
@@ -233,6 +372,7 @@ class BatchModel {
   VectorT<S> input_mean_, input_scale_, input_bias_, final_gamma_, final_beta_, classifier_bias_;
   std::vector<Layer> layers_;
   std::vector<Landmarks<S>> fixed_;
+  std::vector<MatrixT<S>> pinv_;  // model_pinv: layer l head h at l * heads + h
 };
 
 }  // namespace nystream

@@ -25,6 +25,14 @@ enum class PinvMode {
   kExact,      // complete orthogonal decomposition
 };
 
+// How blocks > 1 layers are assembled (algorithm.md 3.5; docs/model-format.md).
+enum class Assembly {
+  kRetroactive,  // blocks <= 2: a retroactive first layer (every window row updated
+                 // each step), then a single-output last layer: O(n (E^2 + E F)) a step
+  kStacked,      // blocks 1..16 single-output layers, each over the last n outputs of
+                 // the layer below, each computed once: blocks x a 1-block step, flat in n
+};
+
 enum class OutputActivation {
   kSoftmax,  // exclusive classes
   kSigmoid,  // independent (multi-label) events
@@ -37,7 +45,8 @@ struct ModelConfig {
   int embed_dim = 192;    // E = heads * head_dim
   int heads = 16;         // h
   int ff_dim = 1024;      // F: feed-forward hidden width
-  int blocks = 1;         // 1: single-output layer; 2: retroactive layer, then single-output
+  int blocks = 1;         // encoder layers; 1 is the same model in either assembly
+  Assembly assembly = Assembly::kRetroactive;
   int classes = 6;        // C
   int positional_period = 120;  // P: token t gets positional embedding t mod P
   int pinv_iterations = 6;
@@ -51,6 +60,12 @@ struct ModelConfig {
   int head_dim() const { return embed_dim / heads; }
   // Steps between continual landmark updates (L = n / m).
   int segment_length() const { return window / landmarks; }
+  bool stacked() const { return assembly == Assembly::kStacked && blocks > 1; }
+  bool retroactive() const { return assembly == Assembly::kRetroactive && blocks == 2; }
+  // Tokens the newest logits depend on: the window, or for a stacked model
+  // blocks x (n - 1) + 1, plus L - 1 per layer with continual landmarks (a layer's
+  // landmarks come from the window ending at its last segment completion).
+  int receptive_field() const;
 
   // Floats one StreamState holds (rings, caches, per-window buffers).
   long long stream_state_floats() const;
@@ -68,7 +83,7 @@ struct ConfigLimits {
   static constexpr int kMaxFeedForward = 32768;
   static constexpr int kMaxInput = 65536;
   static constexpr int kMaxClasses = 4096;
-  static constexpr int kMaxBlocks = 2;
+  static constexpr int kMaxBlocks = 16;  // stacked; retroactive: 2
   // What a configuration makes the engine allocate and compute on its own, beyond
   // the weights a file must hold: one stream's state (floats) and the landmark
   // pinv's m^3 h work at load. Within these, a file of a few MB cannot cost
@@ -81,5 +96,6 @@ const char* to_string(AttentionKind kind);
 const char* to_string(LandmarkSchedule schedule);
 const char* to_string(PinvMode mode);
 const char* to_string(OutputActivation activation);
+const char* to_string(Assembly assembly);
 
 }  // namespace nystream

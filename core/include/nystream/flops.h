@@ -30,11 +30,13 @@ struct FlopCount {
 };
 
 // The whole model, per token, as StreamState::step computes it (config.blocks,
-// config.attention and config.schedule select the path).
+// config.assembly, config.attention and config.schedule select the path).
 FlopCount continual_model_flops(const ModelConfig& c);
 // The batch model re-encoding the window for the newest token's scores, as
-// BatchModel::forward computes it: every layer but the last over all n tokens,
-// the last layer's attention and feed-forward for the newest token only.
+// BatchModel::forward computes it with the model's pinv (BatchModel(model, true)):
+// every layer but the last over all n tokens, the last layer's queries,
+// attention and feed-forward for the newest token only. Stacked: layer l over
+// the positions the layer above reads (BatchModel::stacked).
 // all_rows: every layer over all n tokens, as a plain encoder forward does.
 FlopCount batch_model_flops(const ModelConfig& c, bool all_rows = false);
 
