@@ -29,14 +29,16 @@ python=/usr/bin/python3
 # models (landmark schedules); `nystrom-batch` is trained with each window's own
 # landmarks and scored by re-encoding every window (--recompute); `softmax` is
 # scored both ways: re-encoded (the full transformer) and stepped (the continual
-# softmax transformer, the same numbers to float rounding).
+# softmax transformer, the same numbers to float rounding). A `-fixed` suffix
+# (`stacked3-fixed`, `1block-fixed`) is a fixed-landmark model of another depth
+# or assembly, given by the extra train args.
 train_variant() {  # modality variant name -- train args
   modality=$1 variant=$2 name=$3; shift 3
   out=$work/$modality/runs
   mkdir -p "$out"
   case $variant in
     nystrom-continual) attention="--attention nystrom --schedule continual" ;;
-    nystrom-fixed) attention="--attention nystrom --schedule fixed" ;;
+    nystrom-fixed | *-fixed) attention="--attention nystrom --schedule fixed" ;;
     nystrom-batch) attention="--attention nystrom --schedule continual --landmark-phase window" ;;
     softmax) attention="--attention softmax" ;;
   esac
@@ -69,12 +71,23 @@ audio() {
     --features "$features" --out "$work/audio/features"
   arch="--window 32 --landmarks 16 --input-dim 128 --embed-dim 128 --heads 4 --ff-dim 256 --blocks 2"
   budget="--steps 16000 --batch 64 --lr 2e-3 --seed 0 --extractor log-mel --bands 64 --band-shift 4 --band-mask 8"
+  note="models/data/audio_mixtures.py --clips 3200 --seed 1, train split"
   for variant in nystrom-continual nystrom-fixed nystrom-batch softmax; do
     # shellcheck disable=SC2086
-    train_variant audio $variant audio-events $arch $budget \
-      --data-note "models/data/audio_mixtures.py --clips 3200 --seed 1, train split" &
+    train_variant audio $variant audio-events $arch $budget --data-note "$note" &
     if [ $variant = nystrom-fixed ]; then wait; fi
   done
+  wait
+  # The depth and assembly (issue 19): stacked single-output layers keep a token's
+  # cost flat in n; the card compares them with the 2-block retroactive model.
+  for blocks in 2 3 4; do
+    # shellcheck disable=SC2086
+    train_variant audio stacked$blocks-fixed audio-events $arch $budget --data-note "$note" \
+      --blocks $blocks --assembly stacked &
+    if [ $blocks = 3 ]; then wait; fi
+  done
+  # shellcheck disable=SC2086
+  train_variant audio 1block-fixed audio-events $arch $budget --data-note "$note" --blocks 1
   wait
 }
 

@@ -444,9 +444,11 @@ gst_ny_detect_start (GstBaseTransform * trans)
     d->history_head = d->history_count = 0;
     d->history_classes = info.classes;
   }
-  GST_INFO_OBJECT (self, "model %s: %s, window %d, %d landmarks, %zu classes",
-      path.c_str (), info.name.c_str (), d->model->config ().window,
-      d->model->config ().landmarks, info.classes.size ());
+  const nystream::ModelConfig & c = d->model->config ();
+  GST_INFO_OBJECT (self, "model %s: %s, %d %s block(s), window %d (receptive field %d "
+      "tokens), %d landmarks, %zu classes", path.c_str (), info.name.c_str (), c.blocks,
+      nystream::to_string (c.assembly), c.window, c.receptive_field (), c.landmarks,
+      info.classes.size ());
   return TRUE;
 }
 

@@ -9,13 +9,18 @@ import json
 import os
 import sys
 
-# (report file, row label): the shipped model's two schedules, then the baselines.
+# (report file, row label): the two landmark schedules, the baselines, then the
+# other depths and assemblies (fixed landmarks; missing runs are left out).
 ROWS = [
     ("nystrom-continual", "continual Nystrom, continual landmarks (stepped)"),
     ("nystrom-fixed", "continual Nystrom, fixed landmarks (stepped)"),
     ("nystrom-batch", "batch Nystromformer (window re-encoded)"),
     ("softmax", "full softmax transformer (window re-encoded)"),
     ("softmax-continual", "continual softmax transformer (stepped)"),
+    ("1block-fixed", "1 block, fixed landmarks (stepped)"),
+    ("stacked2-fixed", "stacked, 2 blocks, fixed landmarks (stepped)"),
+    ("stacked3-fixed", "stacked, 3 blocks, fixed landmarks (stepped)"),
+    ("stacked4-fixed", "stacked, 4 blocks, fixed landmarks (stepped)"),
 ]
 
 
