@@ -1,29 +1,40 @@
 // nystream-bench: runs every registered benchmark (Google Benchmark flags such as
-// --benchmark_filter apply), then prints ratios computed from that one run:
-// continual step against batch re-encoding, window-length flatness, and
-// attention-only time ratios against FLOP ratios. Targets are informational;
-// the exit status does not depend on them.
+// --benchmark_filter apply), then prints ratios computed from that one run: the
+// model files' continual step against the fair re-encode of the same model,
+// continual step against batch re-encoding, window-length flatness of every
+// assembly, and attention-only time ratios against FLOP ratios. Targets are
+// informational; the exit status does not depend on them.
+//
+//   nystream-bench [--model FILE.safetensors]... [--benchmark_* flags]
+//
+// The shipped models (paths baked in at build time) are always benchmarked;
+// --model adds more files.
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <string>
 #include <vector>
 
-void register_model_benchmarks();      // model_bench.cc
+#include "model_runs.h"
+
 void register_attention_benchmarks();  // attention_bench.cc
 
 namespace {
 
 struct Result {
-  double seconds = 0;  // real time per iteration
+  double seconds = 0;  // CPU time per iteration
   double flops = 0;    // the FLOPs/step counter
   std::string error;   // non-empty: the run was skipped, this says why
 };
 
-// The console table, plus each run's real time per iteration for the summary
-// (the fastest repetition when --benchmark_repetitions is given).
+// The console table, plus each run's CPU time per iteration for the summary
+// (the fastest repetition when --benchmark_repetitions is given). CPU time, not
+// real time: every run is single-threaded, and on a shared machine real time
+// adds whatever the scheduler gave other processes (2x swings on a loaded
+// 2-core machine); on an idle machine the two agree.
 class RecordingReporter : public benchmark::ConsoleReporter {
  public:
   using ConsoleReporter::ConsoleReporter;
@@ -38,7 +49,7 @@ class RecordingReporter : public benchmark::ConsoleReporter {
         r.error = run.error_message;
         continue;
       }
-      const double seconds = run.real_accumulated_time / static_cast<double>(run.iterations);
+      const double seconds = run.cpu_accumulated_time / static_cast<double>(run.iterations);
       if (r.seconds == 0 || seconds < r.seconds) r.seconds = seconds;
       const auto flops = run.counters.find("FLOPs/step");
       if (flops != run.counters.end()) r.flops = flops->second.value;
@@ -129,15 +140,17 @@ void speedup_target(Tally& tally, const char* label, const Result* slow, const R
 // Continual step against batch re-encoding, for the published configs.
 void whole_model(const RecordingReporter& rep, Tally& tally) {
   std::printf("\nWhole model, per token: continual step vs batch re-encoding of the window\n"
-              "time ratio (FLOP ratio from flops.h). batch: last layer for the newest token only;\n"
-              "plain encoder: batch softmax with every layer over all n tokens; batch Nystrom uses\n"
-              "the step's landmark schedule\n");
-  std::printf("%-36s %10s %20s %20s %20s\n", "config/blocks/variant", "step", "vs batch softmax",
+              "time ratio (FLOP ratio from flops.h). batch: the receptive field, last layer for the\n"
+              "newest token only; plain encoder: batch softmax with every layer over all n tokens;\n"
+              "batch Nystrom uses the step's landmark schedule (fixed: the model's pinv)\n");
+  std::printf("%-44s %10s %20s %20s %20s\n", "config/assembly/variant", "step", "vs batch softmax",
               "vs plain encoder", "vs batch Nystrom");
   std::vector<std::string> skipped;
   for (const std::string& name : rep.order()) {
     const std::vector<std::string> p = split(name);
-    if (p.size() != 5 || p[0] != "model" || p[4] != "step" || starts_with(p[1], "sweep_")) continue;
+    if (p.size() != 5 || p[0] != "model" || p[4] != "step" || starts_with(p[1], "sweep_") ||
+        starts_with(p[1], "flat_"))
+      continue;
     const std::string label = p[1] + "/" + p[2] + "/" + p[3];
     const Result* step = rep.find(name);
     if (!step) {
@@ -146,7 +159,7 @@ void whole_model(const RecordingReporter& rep, Tally& tally) {
     }
     const std::string prefix = "model/" + p[1] + "/" + p[2] + "/";
     const bool softmax_step = p[3] == "softmax";
-    std::printf("%-36s %10s %20s %20s %20s\n", label.c_str(), format_time(step).c_str(),
+    std::printf("%-44s %10s %20s %20s %20s\n", label.c_str(), format_time(step).c_str(),
                 ratios(rep.find(prefix + "softmax/batch"), step).c_str(),
                 ratios(rep.find(prefix + "softmax/batch_all_rows"), step).c_str(),
                 softmax_step ? "-" : ratios(rep.find(prefix + p[3] + "/batch"), step).c_str());
@@ -190,6 +203,81 @@ void sweep(const RecordingReporter& rep, Tally& tally) {
                  fixed_4096, 1000);
 }
 
+std::string format_flops(double flops) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, flops >= 1e9 ? "%.3g G" : flops >= 1e6 ? "%.3g M" : "%.3g k",
+                flops >= 1e9 ? flops * 1e-9 : flops >= 1e6 ? flops * 1e-6 : flops * 1e-3);
+  return buf;
+}
+
+// The model files as they are: continual step against the fair re-encode.
+void model_files(const RecordingReporter& rep, Tally& tally, const std::vector<FileRuns>& files) {
+  std::printf("\nModel files, per token: continual step vs the fair re-encode of the same model\n"
+              "(same weights; the receptive field's tokens; last layer for the newest token only;\n"
+              "fixed landmarks' pinv from the model, as the step's). FLOP/token from flops.h\n");
+  for (const FileRuns& f : files) {
+    const std::string name = f.label + ": step vs re-encode:";
+    if (!f.model) {
+      std::printf("%-44s not loaded: %s\n", name.c_str(), f.error.c_str());
+      if (f.source.target > 0) tally.judge(false, false);
+      continue;
+    }
+    const nystream::ModelConfig& c = f.model->config();
+    const Result* step = rep.find(f.key + "/step");
+    const Result* reencode = rep.find(f.key + "/reencode");
+    const bool known = step && reencode;
+    const double ratio = known ? reencode->seconds / step->seconds : 0;
+    char flops[64] = "n/a";
+    if (known)
+      std::snprintf(flops, sizeof flops, "%sFLOP vs %sFLOP: %s", format_flops(step->flops).c_str(),
+                    format_flops(reencode->flops).c_str(),
+                    format_ratio(reencode->flops / step->flops).c_str());
+    char target[48] = "";
+    if (f.source.target > 0)
+      std::snprintf(target, sizeof target, "  target >= %gx %s", f.source.target,
+                    tally.judge(known, ratio >= f.source.target));
+    const std::string assembly =
+        c.blocks == 1 ? "1 block" : std::string(nystream::to_string(c.assembly)) + " " +
+                                        std::to_string(c.blocks) + " blocks";
+    std::printf("%-44s %-8s (step %s, re-encode %s; FLOP/token %s)  %s, n=%d m=%d %s, "
+                "re-encode window %d%s\n",
+                name.c_str(), known ? format_ratio(ratio).c_str() : "n/a", format_time(step).c_str(),
+                format_time(reencode).c_str(), flops, assembly.c_str(), c.window, c.landmarks,
+                nystream::to_string(c.schedule), c.receptive_field(), target);
+  }
+}
+
+// Step time against n for every assembly: stacked and 1-block steps should stay
+// flat, the retroactive 2-block step is O(n (E^2 + E F)) and should not.
+void flatness(const RecordingReporter& rep, Tally& tally) {
+  const std::vector<FlatAssembly> assemblies = flat_assemblies();
+  std::printf("\nWindow flatness (E=128, h=4, F=256, m=16: the shipped audio shape), step per token;\n"
+              "growth: time x (FLOP x). Continual landmarks refresh every n/m steps: dearest at small n\n"
+              "%6s", "n");
+  for (const FlatAssembly& a : assemblies) std::printf(" %28s", a.label);
+  std::printf("\n");
+  auto get = [&rep](int n, const FlatAssembly& a) {
+    return rep.find("model/flat_n" + std::to_string(n) + "/" + a.name + "/step");
+  };
+  for (int n : {32, 64, 128, 256, 512, 1024}) {
+    std::printf("%6d", n);
+    for (const FlatAssembly& a : assemblies) std::printf(" %28s", format_time(get(n, a)).c_str());
+    std::printf("\n");
+  }
+  for (const FlatAssembly& a : assemblies) {
+    const Result* small = get(32, a);
+    const Result* large = get(1024, a);
+    const bool known = small && large;
+    const double growth = known ? large->seconds / small->seconds : 0;
+    const std::string name = std::string("flatness ") + a.label + ": step n=1024 / n=32:";
+    char target[48] = "(grows with n: no target)";
+    if (a.target > 0)
+      std::snprintf(target, sizeof target, "target < %gx %s", a.target,
+                    tally.judge(known, growth < a.target));
+    std::printf("%-58s %-16s %s\n", name.c_str(), ratios(large, small).c_str(), target);
+  }
+}
+
 // Attention only: does the measured speed-up track the FLOP count?
 void attention(const RecordingReporter& rep, Tally& tally) {
   std::printf("\nAttention only (one layer, all heads, no projections): batch over the window,\n"
@@ -219,18 +307,39 @@ void attention(const RecordingReporter& rep, Tally& tally) {
   }
 }
 
+// Removes --model FILE and --model=FILE from args, returning the files.
+std::vector<std::string> take_model_args(std::vector<char*>& args) {
+  std::vector<std::string> files;
+  std::vector<char*> rest;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (std::strcmp(args[i], "--model") == 0 && i + 1 < args.size())
+      files.push_back(args[++i]);
+    else if (std::strncmp(args[i], "--model=", 8) == 0)
+      files.push_back(args[i] + 8);
+    else
+      rest.push_back(args[i]);
+  }
+  args = rest;
+  return files;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::vector<char*> args(argv, argv + argc);
+  // The target applies to the shipped audio model (#19).
+  std::vector<FileRuns::Source> sources = {{NYSTREAM_SHIPPED_AUDIO_MODEL, true, 10},
+                                           {NYSTREAM_SHIPPED_VIDEO_MODEL, true, 0}};
+  for (const std::string& file : take_model_args(args)) sources.push_back({file, false, 0});
+  const std::vector<FileRuns> files = register_file_benchmarks(sources);
   register_model_benchmarks();
   register_attention_benchmarks();
   // A short default minimum time keeps the full suite to a few minutes; a
   // --benchmark_min_time given on the command line comes later and wins.
   static char default_min_time[] = "--benchmark_min_time=0.1";
-  std::vector<char*> args(argv, argv + argc);
   args.insert(args.begin() + 1, default_min_time);
+  int count = static_cast<int>(args.size());
   args.push_back(nullptr);
-  int count = argc + 1;
   benchmark::Initialize(&count, args.data());
   if (benchmark::ReportUnrecognizedArguments(count, args.data())) return 1;
 
@@ -240,10 +349,12 @@ int main(int argc, char** argv) {
   benchmark::Shutdown();
 
   std::fflush(stdout);
-  std::printf("\n==== Ratio summary (real time per iteration, this run) ====\n");
+  std::printf("\n==== Ratio summary (CPU time per iteration, this run) ====\n");
   Tally tally;
+  model_files(reporter, tally, files);
   whole_model(reporter, tally);
   sweep(reporter, tally);
+  flatness(reporter, tally);
   attention(reporter, tally);
   std::printf("\ntargets: %d PASS, %d MISS, %d n/a (informational; exit status 0)\n", tally.pass,
               tally.miss, tally.missing);

@@ -1,22 +1,28 @@
-// Whole-model cost per token: one StreamState::step against BatchModel<float>::
-// forward on the full window, which is what a non-continual model redoes for
-// every new token.
+// Whole-model cost per token: one StreamState::step against the fair re-encode,
+// BatchModel<float>(model, /*model_pinv=*/true)::forward on the window the newest
+// logits depend on (config.receptive_field() tokens), which is what a
+// non-continual model redoes for every new token.
 //
 // Names (main.cc's summary looks runs up by them):
-//   model/<config>/b<blocks>/<variant>/<step|batch|batch_all_rows>
-// config: audio_n120, action_n64, sweep_n<N>; variant: nystrom_fixed_m<M>,
-// nystrom_continual_m<M> or softmax. A batch run uses the same landmark schedule
-// as its step (fixed landmarks, or the window's segment means) and runs the last
-// layer for the newest token only; batch_all_rows (softmax only) runs every layer
-// over all n tokens, as a plain encoder forward does.
+//   model/<config>/<assembly>/<variant>/<step|batch|batch_all_rows>
+//   shipped/<file stem>/<step|reencode>, file/<file stem>/<step|reencode>
+// config: audio_n120, action_n64, sweep_n<N> (1 block, to n = 4096), flat_n<N>
+// (every assembly, the shipped audio model's shape); assembly: b1, b2
+// (retroactive), stacked_b3; variant: nystrom_fixed_m<M>, nystrom_continual_m<M>
+// or softmax. A batch run uses the same landmark schedule as its step (fixed
+// landmarks with the model's pinv, or the window's segment means) and runs the
+// last layer for the newest token only; batch_all_rows (softmax only) runs every
+// layer over all n tokens, as a plain encoder forward does.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "model_runs.h"
 #include "nystream/nystream.h"
 #include "random_matrix.h"
 
@@ -24,6 +30,7 @@ namespace {
 
 using nystream::bench::random_matrix;
 
+using nystream::Assembly;
 using nystream::AttentionKind;
 using nystream::BatchModel;
 using nystream::LandmarkSchedule;
@@ -34,6 +41,8 @@ using nystream::StreamState;
 // Random feature vectors cycled through by the stream; a prime count so the
 // window never holds the same pattern twice in a row.
 constexpr int kPool = 257;
+
+using ModelSource = std::function<std::shared_ptr<const Model>(std::string* error)>;
 
 struct Shape {
   const char* name;
@@ -55,18 +64,32 @@ struct Case {
   std::int64_t next = 0;
 };
 
-Case& get_case(const std::string& key, const ModelConfig& c) {
+// Raw features that normalise to N(0, 1), the range the model was trained on
+// (a shipped model's features are far from zero mean, unit variance).
+Eigen::MatrixXf random_features(const Model& model, int count, std::mt19937& engine) {
+  const nystream::ModelWeights& w = model.weights();
+  Eigen::MatrixXf x = random_matrix(model.config().input_dim, count, 1.0f, engine);
+  if (w.input_mean.size())
+    x = ((x.array().colwise() / w.input_scale.array().max(1e-6f)).colwise() + w.input_mean.array())
+            .matrix();
+  return x;
+}
+
+Case& get_case(const std::string& key, const ModelSource& source) {
   static Case current;
   if (current.key == key) return current;
   current = Case{};  // frees the previous model before building the next
   current.key = key;
-  current.model = Model::create(c, nystream::random_weights(c, 1), &current.error);
+  current.model = source(&current.error);
+  if (!current.model) return current;
+  const ModelConfig& c = current.model->config();
   std::mt19937 engine(2);
-  current.features = random_matrix(c.input_dim, kPool, 1.0f, engine);
+  current.features = random_features(*current.model, kPool, engine);
   current.scores.resize(c.classes);
-  current.window.tokens = random_matrix(c.input_dim, c.window, 1.0f, engine);
-  for (int j = 0; j < c.window; ++j) current.window.times.push_back(j);
-  current.window.valid.assign(c.window, 1);
+  const int tokens = c.receptive_field();
+  current.window.tokens = random_features(*current.model, tokens, engine);
+  for (int j = 0; j < tokens; ++j) current.window.times.push_back(j);
+  current.window.valid.assign(tokens, 1);
   return current;
 }
 
@@ -76,15 +99,16 @@ void set_flops(benchmark::State& state, double flops) {
       benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void run_step(benchmark::State& state, const std::string& key, const ModelConfig& c) {
-  Case& k = get_case(key, c);
+void run_step(benchmark::State& state, const std::string& key, const ModelSource& source) {
+  Case& k = get_case(key, source);
   if (!k.model) return state.SkipWithError(k.error.c_str());
+  const ModelConfig& c = k.model->config();
   if (!k.stream) {
-    // Fill the window with real tokens (row-cache upkeep starts then), within
-    // 0.2 s: a two-block step costs the same on padding.
+    // Past the receptive field with real tokens, so every layer's caches are in
+    // upkeep; at most 1 s: a retroactive step at large n costs the same on padding.
     k.stream = std::make_unique<StreamState>(k.model);
-    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
-    while (k.next < c.window && std::chrono::steady_clock::now() < until)
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (k.next < c.receptive_field() + c.window && std::chrono::steady_clock::now() < until)
       k.stream->step(k.features.col(k.next++ % kPool).data(), k.scores.data());
   }
   for (auto _ : state) {
@@ -95,19 +119,19 @@ void run_step(benchmark::State& state, const std::string& key, const ModelConfig
   set_flops(state, nystream::continual_model_flops(c).total());
 }
 
-void run_batch(benchmark::State& state, const std::string& key, const ModelConfig& c,
+void run_batch(benchmark::State& state, const std::string& key, const ModelSource& source,
                bool all_rows) {
-  Case& k = get_case(key, c);
+  Case& k = get_case(key, source);
   if (!k.model) return state.SkipWithError(k.error.c_str());
-  if (!k.batch) k.batch = std::make_unique<BatchModel<float>>(*k.model);
+  if (!k.batch) k.batch = std::make_unique<BatchModel<float>>(*k.model, /*model_pinv=*/true);
   for (auto _ : state) {
     const Eigen::VectorXf logits = k.batch->forward(k.window, nullptr, all_rows);
     benchmark::DoNotOptimize(logits.data());
   }
-  set_flops(state, nystream::batch_model_flops(c, all_rows).total());
+  set_flops(state, nystream::batch_model_flops(k.model->config(), all_rows).total());
 }
 
-ModelConfig make_config(const Shape& s, int blocks) {
+ModelConfig make_config(const Shape& s, int blocks, Assembly assembly) {
   ModelConfig c;
   c.window = s.window;
   c.positional_period = s.window;
@@ -117,7 +141,12 @@ ModelConfig make_config(const Shape& s, int blocks) {
   c.input_dim = s.input;
   c.classes = s.classes;
   c.blocks = blocks;
+  c.assembly = assembly;
   return c;
+}
+
+std::string assembly_name(const ModelConfig& c) {
+  return (c.stacked() ? "stacked_b" : "b") + std::to_string(c.blocks);
 }
 
 std::string variant_name(const ModelConfig& c) {
@@ -131,16 +160,26 @@ std::string variant_name(const ModelConfig& c) {
 // is still registered: it reports the reason as its error, so the table says
 // which cases were left out and why.
 void register_runs(const Shape& s, const ModelConfig& c, bool with_batch) {
-  const std::string key = std::string("model/") + s.name + "/b" + std::to_string(c.blocks) + "/" +
-                          variant_name(c);
-  benchmark::RegisterBenchmark((key + "/step").c_str(), run_step, key, c)
+  const std::string key =
+      std::string("model/") + s.name + "/" + assembly_name(c) + "/" + variant_name(c);
+  const ModelSource source = [c](std::string* error) {
+    return Model::create(c, nystream::random_weights(c, 1), error);
+  };
+  benchmark::RegisterBenchmark((key + "/step").c_str(), run_step, key, source)
       ->Unit(benchmark::kMicrosecond);
   if (with_batch)
-    benchmark::RegisterBenchmark((key + "/batch").c_str(), run_batch, key, c, false)
+    benchmark::RegisterBenchmark((key + "/batch").c_str(), run_batch, key, source, false)
         ->Unit(benchmark::kMicrosecond);
-  if (c.attention == AttentionKind::kSoftmax)
-    benchmark::RegisterBenchmark((key + "/batch_all_rows").c_str(), run_batch, key, c, true)
+  // A stacked re-encode is per position already: no plain-encoder form.
+  if (c.attention == AttentionKind::kSoftmax && !c.stacked())
+    benchmark::RegisterBenchmark((key + "/batch_all_rows").c_str(), run_batch, key, source, true)
         ->Unit(benchmark::kMicrosecond);
+}
+
+std::string file_stem(const std::string& path) {
+  std::string stem = path.substr(path.find_last_of('/') + 1);
+  const std::string::size_type dot = stem.find('.');
+  return dot == 0 || dot == std::string::npos ? stem : stem.substr(0, dot);
 }
 
 }  // namespace
@@ -152,7 +191,7 @@ void register_model_benchmarks() {
   };
   for (const Shape& s : published) {
     for (int blocks : {1, 2}) {
-      ModelConfig c = make_config(s, blocks);
+      ModelConfig c = make_config(s, blocks, Assembly::kRetroactive);
       for (int m : s.landmarks) {
         c.landmarks = m;
         for (LandmarkSchedule schedule : {LandmarkSchedule::kFixed, LandmarkSchedule::kContinual}) {
@@ -163,15 +202,65 @@ void register_model_benchmarks() {
       c.attention = AttentionKind::kSoftmax;
       register_runs(s, c, true);
     }
+    // Stacked, three layers: one landmark count keeps the suite short.
+    ModelConfig c = make_config(s, 3, Assembly::kStacked);
+    for (LandmarkSchedule schedule : {LandmarkSchedule::kFixed, LandmarkSchedule::kContinual}) {
+      c.schedule = schedule;
+      register_runs(s, c, true);
+    }
+    c.attention = AttentionKind::kSoftmax;
+    register_runs(s, c, true);
   }
-  // Window sweep, one block: a two-block step is O(n E F) and would dominate.
+  // Window sweep, one block, against softmax: a two-block step is O(n E F) and
+  // would dominate.
   for (int n : {64, 128, 256, 512, 1024, 2048, 4096}) {
     const std::string name = "sweep_n" + std::to_string(n);
     const Shape s{name.c_str(), n, 192, 16, 1024, 64, 6, {8}};
-    ModelConfig c = make_config(s, 1);
+    ModelConfig c = make_config(s, 1, Assembly::kRetroactive);
     c.schedule = LandmarkSchedule::kFixed;
     register_runs(s, c, false);
     c.attention = AttentionKind::kSoftmax;
     register_runs(s, c, true);
   }
+  // Flatness of the step in n for every assembly, at the shipped audio model's
+  // shape (E = 128, h = 4, F = 256, m = 16, 128 log-mel bands, 6 classes).
+  for (int n : {32, 64, 128, 256, 512, 1024}) {
+    const std::string name = "flat_n" + std::to_string(n);
+    const Shape s{name.c_str(), n, 128, 4, 256, 128, 6, {16}};
+    for (const FlatAssembly& a : flat_assemblies()) {
+      ModelConfig c = make_config(s, a.blocks, a.assembly);
+      c.landmarks = 16;
+      c.schedule = a.schedule;
+      register_runs(s, c, false);
+    }
+  }
+}
+
+std::vector<FileRuns> register_file_benchmarks(const std::vector<FileRuns::Source>& files) {
+  std::vector<FileRuns> out;
+  for (const FileRuns::Source& file : files) {
+    FileRuns runs;
+    runs.source = file;
+    runs.label = std::string(file.shipped ? "shipped " : "file ") + file_stem(file.path);
+    runs.key = std::string(file.shipped ? "shipped/" : "file/") + file_stem(file.path);
+    for (const FileRuns& other : out)
+      if (other.key == runs.key) {
+        runs.key += "_" + std::to_string(out.size());
+        runs.label += "_" + std::to_string(out.size());
+      }
+    runs.model = nystream::load_model(file.path, &runs.error);
+    const std::shared_ptr<const Model> model = runs.model;
+    const std::string error = runs.error;
+    const ModelSource source = [model, error](std::string* e) {
+      *e = error;
+      return model;
+    };
+    benchmark::RegisterBenchmark((runs.key + "/step").c_str(), run_step, runs.key, source)
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark((runs.key + "/reencode").c_str(), run_batch, runs.key, source,
+                                 false)
+        ->Unit(benchmark::kMicrosecond);
+    out.push_back(std::move(runs));
+  }
+  return out;
 }

@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """Pipeline throughput of the detectors on files, sync=false (meson benchmark
-'pipeline'; run with `meson test -C build --benchmark --suite pipeline -v`).
+'pipeline'; run with `meson test -C build --benchmark --suite pipeline -v`, which
+passes the shipped models, models/audio-events.safetensors and
+models/video-actions.safetensors).
 
     pipeline_bench.py --audio-model A.safetensors --video-model V.safetensors [--workdir DIR]
 
@@ -18,6 +20,9 @@ median of --repeats runs. Reported:
                       of this pipeline one core sustains
   detector alone      media seconds per CPU second the detector adds (with minus
                       without): its own cost, feature extraction included
+Before timing, each model is described (architecture and the feature extractor
+with its parameters, as the file gives them to the element) and checked: the short
+file through the detector and nymetaconvert must give results named for the model.
 Fixed per-process costs (GStreamer init, plugin and model loading) are removed
 by also running a file of 1/4 the length and using the difference ("marginal").
 Targets: audio >= 100 streams per core, 640x480 30 fps video >= 10 streams per
@@ -25,7 +30,9 @@ core. Exit status 0 unless a pipeline fails (missing a target is reported, not
 fatal: a benchmark measures, the issue judges).
 """
 import argparse
+import json
 import os
+import struct
 import statistics
 import subprocess
 import sys
@@ -77,6 +84,38 @@ def measure(description, path, repeats):
     return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
 
+def model_metadata(path):
+    """The "nystream" metadata of a safetensors model file (docs/model-format.md)."""
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(length))
+    return json.loads(header["__metadata__"]["nystream"])
+
+
+def check_model(kind, element, model, path, seconds, workdir):
+    """Describes model and runs path through element into JSON lines; exits
+    unless results named for the model come out."""
+    meta = model_metadata(model)
+    arch, features = meta["architecture"], meta["features"]
+    blocks = arch.get("blocks", 1)
+    assembly = "1 block" if blocks == 1 else f"{arch.get('assembly', 'retroactive')} {blocks} blocks"
+    print(f"{kind} model {model}: {meta['name']}, {assembly}, n={arch['window']} "
+          f"m={arch.get('landmarks')} E={arch['embed_dim']} F={arch['ff_dim']}, "
+          f"features {features['extractor']} v{features['version']} "
+          f"{json.dumps(features.get('params', {}))}")
+    out = os.path.join(workdir, f"check-{kind}.jsonl")
+    launch(["filesrc", f"location={path}", "!"] +
+           f"decodebin ! {kind}convert ! {element} model={model} ! nymetaconvert".split() +
+           [f"location={out}", "!", "fakesink", "sync=false"])
+    with open(out) as f:
+        results = [json.loads(line) for line in f if line.strip()]
+    named = sum(r.get("model") == meta["name"] for r in results)
+    if not results or named != len(results):
+        sys.exit(f"{element} with {model}: {len(results)} results, {named} named {meta['name']}")
+    print(f"  check: {len(results)} results from a {seconds} s file "
+          f"({len(results) / seconds:.1f} per media second)", flush=True)
+
+
 def report(title, media, files, without, with_detector, repeats, target):
     """files: {seconds: path}; without / with_detector: descriptions after filesrc."""
     long_s, short_s = max(files), min(files)
@@ -123,6 +162,8 @@ def main():
         for seconds in (args.audio_seconds, max(args.audio_seconds // 4, 1)):
             files[seconds] = os.path.join(workdir, f"audio-44100-stereo-{seconds}s.wav")
             make_audio(files[seconds], seconds)
+        short = min(files)
+        check_model("audio", "nyaudiodetect", args.audio_model, files[short], short, workdir)
         base = "decodebin ! audioconvert"
         report("audio 44.1 kHz stereo WAV", "nyaudiodetect", files,
                f"{base} ! fakesink sync=false",
@@ -134,6 +175,8 @@ def main():
         for seconds in (args.video_seconds, max(args.video_seconds // 4, 1)):
             files[seconds] = os.path.join(workdir, f"video-640x480-30fps-{seconds}s.{ext}")
             make_video(files[seconds], seconds, args.video_codec)
+        short = min(files)
+        check_model("video", "nyvideodetect", args.video_model, files[short], short, workdir)
         base = "decodebin ! videoconvert"
         report(f"video 640x480 30 fps ({args.video_codec})", "nyvideodetect", files,
                f"{base} ! fakesink sync=false",

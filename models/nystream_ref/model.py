@@ -185,9 +185,11 @@ def banded_matrix(w, columns):
     return padded[..., :rows * columns].view(*w.shape[:-2], rows, columns)
 
 
-# Attention.banded: smallest band sum of exp(score - block max) taken as exact;
-# below it (scores spread by > ~46 within a block's inputs) rows use their own maxima.
-BANDED_SUM_FLOOR = 1e-20
+# Attention.banded: smallest band sum of exp(score - block max) the fast path takes;
+# below it (scores spread by > ~18 within a block's inputs) rows use their own
+# maxima. The backward divides by the sum squared: at 1e-8, 1/sum^2 = 1e16 stays
+# far inside float32 (3e38); at 1e-20 it overflowed and training went NaN.
+BANDED_SUM_FLOOR = 1e-8
 # Attention.banded: rows per block, in windows (n rows); a block of s rows
 # multiplies s x (s+n-1) weights, so larger blocks waste more on zeros but make
 # fewer, larger matrix products (at 2: at most 1.5x the band's work, and
@@ -266,9 +268,10 @@ class Attention(nn.Module):
         w_r = f(q_r) pinv(A) G_r: O(rows n m), not O(rows n m d) for every G_r V_r.
         With e = exp(Qt K^T - the block's max), row r's softmax denominators are
         band sums of e, so w = (F pinv(A) / sums) e, masked: plain matmuls. When a
-        band sum falls below BANDED_SUM_FLOOR (landmark scores spread by > ~46
-        within a block's inputs: exp would underflow in float32) every row takes
-        its own maxima instead (G_r from an unfold over each row's n keys)."""
+        band sum falls below BANDED_SUM_FLOOR (landmark scores spread by > ~18
+        within a block's inputs: the backward's 1/sum^2 would overflow float32)
+        every row takes its own maxima instead (G_r from an unfold over each row's
+        n keys)."""
         n = self.c.window
         x, valid = x[:, -(rows + n - 1):], valid[:, -(rows + n - 1):]
         q, k, v = self.project(x, valid)                   # [B, h, N, d], N = rows+n-1

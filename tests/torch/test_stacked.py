@@ -151,6 +151,31 @@ def forward_equals_reference():
         nystream_model.banded_matrix = original
     check(err < FLOAT64 and calls, f"landmark scores x100: per-row maxima taken ({len(calls)} "
                                    f"layer calls), max|err| {err:.1e}")
+    # float32 training: a row whose band sum is 3e-20 (its inputs score 47 below
+    # the newest input's) takes its own maxima, so the backward stays finite; on
+    # the fast path 1/sum^2 overflowed and training went NaN.
+    c = config(window=8, landmarks=1, input_dim=4, embed_dim=4, heads=1, ff_dim=8,
+               landmark_schedule="fixed")
+    attention = nystream_model.Attention(c)
+    with torch.no_grad():
+        attention.qkv.weight.copy_(torch.cat([torch.eye(4)] * 3))
+        attention.qkv.bias.zero_()
+        attention.landmark_queries.copy_(torch.tensor([[1.0, 0, 0, 0]]))
+        attention.landmark_keys.copy_(torch.tensor([[1.0, 0, 0, 0]]))
+    x = torch.zeros(1, 2 * c.window - 1, 4)
+    x[..., 1] = 1.0
+    x[0, -1, 0] = 47 / c.head_dim ** -0.25  # k scaled by d^-1/4: landmark score 47
+    x.requires_grad_(True)
+    landmarks = tuple(t.unsqueeze(0) for t in attention.fixed_landmarks())
+    grads = []
+    for floor in (None, 1e-20):
+        x.grad = None
+        with banded_settings(floor=floor):
+            attention.banded(x, torch.ones(1, x.shape[1], dtype=torch.bool), landmarks,
+                             c.window).sum().mul(1000).backward()
+        grads.append(bool(torch.isfinite(x.grad).all()))
+    check(grads == [True, False], f"float32 backward, a band sum of 3e-20: gradients finite "
+                                  f"{grads[0]} (control, fast path taken: {grads[1]})")
     # The forward takes exactly the receptive field: older tokens do not matter.
     c = config(blocks=3, landmark_schedule="fixed")
     model = random_model(c, seed=3)
