@@ -239,11 +239,15 @@ void model_files(const RecordingReporter& rep, Tally& tally, const std::vector<F
     const std::string assembly =
         c.blocks == 1 ? "1 block" : std::string(nystream::to_string(c.assembly)) + " " +
                                         std::to_string(c.blocks) + " blocks";
-    std::printf("%-44s %-8s (step %s, re-encode %s; FLOP/token %s)  %s, n=%d m=%d %s, "
+    const std::string attention =
+        c.attention == nystream::AttentionKind::kSoftmax
+            ? "softmax"
+            : "m=" + std::to_string(c.landmarks) + " " + nystream::to_string(c.schedule);
+    std::printf("%-44s %-8s (step %s, re-encode %s; FLOP/token %s)  %s, n=%d %s, "
                 "re-encode window %d%s\n",
                 name.c_str(), known ? format_ratio(ratio).c_str() : "n/a", format_time(step).c_str(),
-                format_time(reencode).c_str(), flops, assembly.c_str(), c.window, c.landmarks,
-                nystream::to_string(c.schedule), c.receptive_field(), target);
+                format_time(reencode).c_str(), flops, assembly.c_str(), c.window, attention.c_str(),
+                c.receptive_field(), target);
   }
 }
 
