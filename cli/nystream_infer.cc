@@ -37,7 +37,8 @@ writes the scores of every token.
   --output PATH    where to write; '-' (the default) is standard output
   --format FMT     csv (default) or jsonl
   --logits         write pre-activation logits instead of sigmoid/softmax scores
-  --recompute      re-encode the whole window with the batch model at every token
+  --recompute      re-encode the whole window (stacked: the receptive field,
+                   blocks x (n - 1) + 1 tokens) with the batch model at every token
                    instead of stepping the continual state: the batch Nystromformer
                    (landmarks = the window's segment means, fresh at every token) or,
                    for a softmax model, the full transformer. A baseline: O(n^2) per token
