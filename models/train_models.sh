@@ -11,7 +11,7 @@
 # models/{audio-events,video-actions}.safetensors (the chosen variant). Then
 # `tests/models/test_shipped_models.py SRC BUILD WORK --write` records the
 # re-scoring set's mAP that the model cards quote.
-# Needs the build (build/cli/nystream-features, nystream-infer) and what
+# Needs the build (build/cli/nystream-features, nystream-infer, build/bench/nystream-bench) and what
 # tools/install-deps.sh installs. About three hours on 2 cores: the continual-landmark
 # variants train about three times as long as the others.
 set -e
@@ -56,6 +56,14 @@ train_variant() {  # modality variant name -- train args
     softmax) score "" --recompute; score "-continual" ;;
     *) score "" ;;
   esac
+}
+
+# CPU time per token of each variant's step and of its re-encode, for the card.
+bench_runs() {  # modality
+  for model in "$work/$1/runs/"*.safetensors; do
+    "$root/build/bench/nystream-bench" --model "$model" --benchmark_filter='^file/' \
+      --benchmark_out="${model%.safetensors}.bench.json" --benchmark_out_format=json >/dev/null
+  done
 }
 
 make_data() {  # directory generator args
@@ -122,9 +130,9 @@ ship() {  # modality variant file
 }
 
 case $which in
-  audio) audio; ship audio "${SHIP_AUDIO:-nystrom-fixed}" audio-events ;;
-  video) video; ship video "${SHIP_VIDEO:-nystrom-fixed}" video-actions ;;
-  all) audio; video
+  audio) audio; bench_runs audio; ship audio "${SHIP_AUDIO:-nystrom-fixed}" audio-events ;;
+  video) video; bench_runs video; ship video "${SHIP_VIDEO:-nystrom-fixed}" video-actions ;;
+  all) audio; video; bench_runs audio; bench_runs video
        ship audio "${SHIP_AUDIO:-nystrom-fixed}" audio-events
        ship video "${SHIP_VIDEO:-nystrom-fixed}" video-actions ;;
   *) echo "usage: models/train_models.sh WORK [audio|video|all]" >&2; exit 2 ;;

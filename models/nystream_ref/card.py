@@ -1,6 +1,7 @@
 """The evaluation tables of the model cards, from models/train_models.sh's runs:
 per variant mAP, onset latency and per-class AP on the held-out validation split,
-as Markdown.
+and CPU time per token of the stepped model and of its re-encode (nystream-bench
+--model, written as <variant>.bench.json), as Markdown.
 
   python3 -m nystream_ref.card --runs WORK
 """
@@ -28,6 +29,20 @@ def _f(x, spec):
     return "-" if x is None else format(x, spec)
 
 
+def cpu_us(bench_path, kind):
+    """CPU microseconds per iteration of nystream-bench's file/<stem>/<kind> run."""
+    if not os.path.exists(bench_path):
+        return None
+    with open(bench_path) as f:
+        runs = json.load(f)["benchmarks"]
+    stem = os.path.basename(bench_path)[:-len(".bench.json")]
+    scale = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}
+    for run in runs:
+        if run["name"] == f"file/{stem}/{kind}" and run.get("run_type", "iteration") == "iteration":
+            return run["cpu_time"] * scale[run["time_unit"]]
+    return None
+
+
 def table(runs_dir):
     reports = []
     for key, label in ROWS:
@@ -38,13 +53,16 @@ def table(runs_dir):
     if not reports:
         return ""
     classes = list(reports[0][2]["per_class"])
-    head = ["variant", "mAP", "onset median s", "onset p90 s", "onsets found"] + classes
+    head = (["variant", "mAP", "onset median s", "onset p90 s", "onsets found"] + classes
+            + ["step us/token", "re-encode us/token"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, label, r in reports:
         lat = r["latency"]
         cells = [label, _f(r["mAP"], ".3f"), _f(lat.get("median_seconds"), ".2f"),
                  _f(lat.get("p90_seconds"), ".2f"), f"{lat['detected']}/{lat['onsets']}"]
         cells += [_f(r["per_class"][c]["ap"], ".3f") for c in classes]
+        bench = os.path.join(runs_dir, key + ".bench.json")
+        cells += [_f(cpu_us(bench, "step"), ".1f"), _f(cpu_us(bench, "reencode"), ".1f")]
         lines.append("| " + " | ".join(cells) + " |")
     first = reports[0][2]
     lines.append("")
