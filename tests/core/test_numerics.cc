@@ -169,6 +169,37 @@ TEST(StreamNumerics, ScoresAboveFloatExpRangeDoNotOverflow) {
   }
 }
 
+// The float32 batch model (nystream-infer --recompute, the benchmarks' re-encode)
+// of a stacked fixed-landmark model slides exp sums along the receptive field;
+// with scores spread past float32's exp range they must stay finite and agree
+// with float64 (they went NaN once the largest score left the window).
+TEST(BatchNumerics, StackedReencodeStaysFiniteWhenScoresSpreadPastFloatExpRange) {
+  ModelConfig c = small_config(12, 4, 2, LandmarkSchedule::kFixed, PinvMode::kIterative,
+                               Assembly::kStacked);
+  ModelWeights w = random_weights(c, 21);
+  for (auto& layer : w.layers) layer.qkv.topRows(2 * c.embed_dim) *= 8.0f;
+  std::string error;
+  const auto model = Model::create(c, std::move(w), &error);
+  ASSERT_TRUE(model) << error;
+  const BatchModel<float> single(*model, true);
+  Reference reference(*model);
+  const int steps = 3 * c.receptive_field();
+  const Eigen::MatrixXf history = random_tokens(c.input_dim, steps, 23, 2.0f);
+  const std::vector<char> valid(steps, 1);
+  double worst = 0;
+  for (int t = c.receptive_field(); t < steps; ++t) {
+    const auto window = reference.window(history, valid, t);
+    BatchModel<float>::Window w32{window.tokens.cast<float>(), window.times, window.valid};
+    const Eigen::VectorXf logits = single.forward(w32, nullptr);
+    ASSERT_TRUE(logits.allFinite()) << "step " << t;
+    const Eigen::VectorXd expected = reference.batch().forward(window, nullptr);
+    worst = std::max(worst, (logits.cast<double>() - expected).cwiseAbs().maxCoeff() /
+                                std::max(1.0, expected.cwiseAbs().maxCoeff()));
+  }
+  std::printf("stacked float32 re-encode: max relative logit error %.3g\n", worst);
+  EXPECT_LT(worst, 2e-3);
+}
+
 // A NaN, an Inf, and a finite token whose projection overflows are each reported
 // and enter the window as padding; the stream equals the batch model on that
 // window at every step, and once they leave, on the clean window.

@@ -216,23 +216,40 @@ class BatchModel {
   // The Nyström key side G V of one head at rows (sliding-window positions)
   // first .. first + count - 1 of k, v (d x T), for fixed landmarks qt: running
   // sums of exp(qt . k_j - offset) v_j as the window slides. m x d per row, in
-  // gv (m x (d count)).
+  // gv (m x (d count)). Each landmark's offset is the largest score it has met
+  // since its sums were built from its window; once the sums fall below half
+  // exp(0) (that score has left), subtraction would cancel their digits (and
+  // float32 exp underflows when scores spread by > ~87), so they are rebuilt.
   static MatrixT<S> sliding_key_side(const MatrixT<S>& k, const MatrixT<S>& v,
                                      const MatrixT<S>& qt, int n, Eigen::Index first,
                                      Eigen::Index count) {
     const Eigen::Index m = qt.cols(), d = k.rows();
     const Eigen::Index from = first - n + 1, span = count + n - 1;
-    MatrixT<S> e = qt.transpose() * k.middleCols(from, span);  // m x span
-    const VectorT<S> offset = e.rowwise().maxCoeff();
-    e = (e.colwise() - offset).array().exp().matrix();
-    MatrixT<S> num = e.leftCols(n) * v.middleCols(from, n).transpose();  // m x d
-    VectorT<S> den = e.leftCols(n).rowwise().sum();
+    const MatrixT<S> scores = qt.transpose() * k.middleCols(from, span);  // m x span
+    MatrixT<S> num(m, d);
+    VectorT<S> den(m), offset(m);
+    auto build = [&](Eigen::Index j, Eigen::Index start) {  // window at span column start
+      offset(j) = scores.row(j).segment(start, n).maxCoeff();
+      const Eigen::Matrix<S, 1, Eigen::Dynamic> e =
+          (scores.row(j).segment(start, n).array() - offset(j)).exp().matrix();
+      num.row(j).noalias() = e * v.middleCols(from + start, n).transpose();
+      den(j) = e.sum();
+    };
+    for (Eigen::Index j = 0; j < m; ++j) build(j, 0);
     MatrixT<S> gv(m, d * count);
     for (Eigen::Index r = 0; r < count; ++r) {
-      if (r > 0) {  // position first + r enters, first + r - n leaves
-        num += e.col(r + n - 1) * v.col(from + r + n - 1).transpose() -
-               e.col(r - 1) * v.col(from + r - 1).transpose();
-        den += e.col(r + n - 1) - e.col(r - 1);
+      for (Eigen::Index j = 0; r > 0 && j < m; ++j) {  // position first + r enters, first + r - n leaves
+        const S in = scores(j, r + n - 1), out = scores(j, r - 1);
+        if (in > offset(j)) {
+          const S rescale = std::exp(offset(j) - in);
+          num.row(j) *= rescale;
+          den(j) *= rescale;
+          offset(j) = in;
+        }
+        const S e_in = std::exp(in - offset(j)), e_out = std::exp(out - offset(j));
+        num.row(j) += e_in * v.col(from + r + n - 1).transpose() - e_out * v.col(from + r - 1).transpose();
+        den(j) += e_in - e_out;
+        if (!(den(j) >= S(0.5))) build(j, r);
       }
       gv.middleCols(r * d, d) = num.array().colwise() / den.array();
     }
