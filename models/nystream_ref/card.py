@@ -10,6 +10,8 @@ import json
 import os
 import sys
 
+from . import safetensors_io
+
 # (report file, row label): the two landmark schedules, the baselines, then the
 # other depths and assemblies (fixed landmarks; missing runs are left out).
 ROWS = [
@@ -18,10 +20,10 @@ ROWS = [
     ("nystrom-batch", "batch Nystromformer (window re-encoded)"),
     ("softmax", "full softmax transformer (window re-encoded)"),
     ("softmax-continual", "continual softmax transformer (stepped)"),
-    ("1block-fixed", "1 block, fixed landmarks (stepped)"),
-    ("stacked2-fixed", "stacked, 2 blocks, fixed landmarks (stepped)"),
-    ("stacked3-fixed", "stacked, 3 blocks, fixed landmarks (stepped)"),
-    ("stacked4-fixed", "stacked, 4 blocks, fixed landmarks (stepped)"),
+    ("1block-fixed", "continual Nystrom, fixed landmarks, 1 block (stepped)"),
+    ("stacked2-fixed", "continual Nystrom, fixed landmarks, stacked (stepped)"),
+    ("stacked3-fixed", "continual Nystrom, fixed landmarks, stacked (stepped)"),
+    ("stacked4-fixed", "continual Nystrom, fixed landmarks, stacked (stepped)"),
 ]
 
 
@@ -43,6 +45,15 @@ def cpu_us(bench_path, kind):
     return None
 
 
+def depth(model_path):
+    """"2 stacked", "2 retroactive" or "1": the blocks and assembly of a model file."""
+    if not os.path.exists(model_path):
+        return None
+    arch = json.loads(safetensors_io.read(model_path)[1]["nystream"])["architecture"]
+    blocks = arch.get("blocks", 1)
+    return f"{blocks} {arch.get('assembly', 'retroactive')}" if blocks > 1 else "1"
+
+
 def table(runs_dir):
     reports = []
     for key, label in ROWS:
@@ -53,15 +64,16 @@ def table(runs_dir):
     if not reports:
         return ""
     classes = list(reports[0][2]["per_class"])
-    head = (["variant", "mAP", "onset median s", "onset p90 s", "onsets found"] + classes
+    head = (["variant", "blocks", "mAP", "onset median s", "onset p90 s", "onsets found"] + classes
             + ["step us/token", "re-encode us/token"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, label, r in reports:
         lat = r["latency"]
-        cells = [label, _f(r["mAP"], ".3f"), _f(lat.get("median_seconds"), ".2f"),
+        stem = os.path.join(runs_dir, "softmax" if key.startswith("softmax") else key)
+        cells = [label, depth(stem + ".safetensors") or "-", _f(r["mAP"], ".3f"), _f(lat.get("median_seconds"), ".2f"),
                  _f(lat.get("p90_seconds"), ".2f"), f"{lat['detected']}/{lat['onsets']}"]
         cells += [_f(r["per_class"][c]["ap"], ".3f") for c in classes]
-        bench = os.path.join(runs_dir, key + ".bench.json")
+        bench = stem + ".bench.json"
         cells += [_f(cpu_us(bench, "step"), ".1f"), _f(cpu_us(bench, "reencode"), ".1f")]
         lines.append("| " + " | ".join(cells) + " |")
     first = reports[0][2]
