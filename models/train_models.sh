@@ -130,10 +130,10 @@ ship() {  # modality variant file
 }
 
 case $which in
-  audio) audio; bench_runs audio; ship audio "${SHIP_AUDIO:-nystrom-fixed}" audio-events ;;
+  audio) audio; bench_runs audio; ship audio "${SHIP_AUDIO:-stacked2-fixed}" audio-events ;;
   video) video; bench_runs video; ship video "${SHIP_VIDEO:-nystrom-fixed}" video-actions ;;
   all) audio; video; bench_runs audio; bench_runs video
-       ship audio "${SHIP_AUDIO:-nystrom-fixed}" audio-events
+       ship audio "${SHIP_AUDIO:-stacked2-fixed}" audio-events
        ship video "${SHIP_VIDEO:-nystrom-fixed}" video-actions ;;
   *) echo "usage: models/train_models.sh WORK [audio|video|all]" >&2; exit 2 ;;
 esac
