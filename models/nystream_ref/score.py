@@ -9,6 +9,8 @@ two clips).
 
 --recompute scores the batch model over each window instead of the continual
 state (nystream-infer --recompute): the batch Nystromformer / full transformer.
+--manifest MEDIA/manifest.json (audio_mixtures.py's) adds mAP by condition (bed,
+reverb, EQ, the quietest event's SNR), worst first, as a Markdown table.
 """
 import argparse
 import concurrent.futures
@@ -39,20 +41,54 @@ def infer_clip(infer, model, base, recompute, scratch):
     return classes, labels, evaluate.align(classes, tokens, s_classes, s_tokens, scores)
 
 
-def score(model, directory, infer, recompute=False, jobs=None, threshold=0.5, hop_seconds=0.1):
+def evaluate_clips(results, threshold, hop_seconds):
+    """evaluate.evaluate over the clips' (classes, labels, scores), concatenated."""
+    labels = np.concatenate([r[1] for r in results])
+    scores = np.concatenate([r[2] for r in results])
+    starts = np.cumsum([0] + [len(r[1]) for r in results[:-1]])
+    return evaluate.evaluate(results[0][0], labels, scores, threshold, hop_seconds, starts)
+
+
+def clip_conditions(entry):
+    """The conditions an audio_mixtures.py clip was made under (its manifest entry)."""
+    events = entry.get("events", [])
+    bed = os.path.splitext(entry["bed"]["kind"])[0]
+    eqs = sorted({e["eq"]["eq"] for e in events if (e.get("eq") or {}).get("eq", "none") != "none"})
+    snrs = [e["snr_db"] for e in events if e.get("snr_db") is not None]
+    conditions = [f"bed {bed}", "reverb" if any((e.get("reverb") or {}).get("rt60") for e in events)
+                  else "dry"] + ([f"EQ {eq}" for eq in eqs] or ["no EQ"])
+    if snrs:
+        low = min(snrs)
+        conditions.append("quietest event SNR " + ("< 5 dB" if low < 5 else
+                                                   "5-15 dB" if low < 15 else ">= 15 dB"))
+    return conditions
+
+
+def by_condition(bases, results, manifest, threshold, hop_seconds):
+    """[(condition, clips, tokens, mAP)], worst first."""
+    entries = {c["name"]: c for c in manifest["clips"]}
+    groups = {}
+    for base, result in zip(bases, results):
+        for condition in clip_conditions(entries[os.path.basename(base)]):
+            groups.setdefault(condition, []).append(result)
+    rows = [(name, len(group), sum(len(r[1]) for r in group),
+             evaluate_clips(group, threshold, hop_seconds)["mAP"]) for name, group in groups.items()]
+    return sorted(rows, key=lambda row: row[3])
+
+
+def score(model, directory, infer, recompute=False, jobs=None, threshold=0.5, hop_seconds=0.1,
+          manifest=None):
     bases = clip_bases(directory)
     if not bases:
         raise ValueError(f"{directory}: no clip_*.labels.csv (run models/data/prepare.py)")
     with tempfile.TemporaryDirectory() as scratch, \
             concurrent.futures.ThreadPoolExecutor(jobs or os.cpu_count()) as pool:
         results = list(pool.map(lambda b: infer_clip(infer, model, b, recompute, scratch), bases))
-    classes = results[0][0]
-    labels = np.concatenate([r[1] for r in results])
-    scores = np.concatenate([r[2] for r in results])
-    starts = np.cumsum([0] + [len(r[1]) for r in results[:-1]])
-    report = evaluate.evaluate(classes, labels, scores, threshold, hop_seconds, starts)
+    report = evaluate_clips(results, threshold, hop_seconds)
     report.update(clips=len(bases), model=os.path.basename(model),
                   engine="nystream-infer" + (" --recompute" if recompute else ""))
+    if manifest:
+        report["by_condition"] = by_condition(bases, results, manifest, threshold, hop_seconds)
     return report
 
 
@@ -67,11 +103,20 @@ def main(argv=None):
     p.add_argument("--hop-seconds", type=float, default=0.1)
     p.add_argument("--jobs", type=int, default=None)
     p.add_argument("--output", default=None)
+    p.add_argument("--manifest", default=None, help="the media's manifest.json: mAP by condition")
     args = p.parse_args(argv)
+    manifest = None
+    if args.manifest:
+        with open(args.manifest) as f:
+            manifest = json.load(f)
     report = score(args.model, args.data, args.infer, args.recompute, args.jobs, args.threshold,
-                   args.hop_seconds)
+                   args.hop_seconds, manifest)
     print(f"{report['model']} ({report['engine']}), {report['clips']} clips")
     print(evaluate.format_report(report))
+    if manifest:
+        print("\n| condition | clips | tokens | mAP |\n|---|---|---|---|")
+        for name, clips, tokens, m in report["by_condition"]:
+            print(f"| {name} | {clips} | {tokens} | {m:.3f} |")
     if args.output:
         with open(args.output, "w") as f:
             json.dump(report, f, indent=2)
