@@ -3,10 +3,10 @@
 #include <gst/video/video.h>
 
 #include <cstdio>
-#include <nlohmann/json.hpp>
 #include <string>
 
 #include "meta/gstnystreammeta.h"
+#include "result_json.h"
 
 GST_DEBUG_CATEGORY_STATIC (gst_ny_meta_convert_debug);
 #define GST_CAT_DEFAULT gst_ny_meta_convert_debug
@@ -14,8 +14,6 @@ GST_DEBUG_CATEGORY_STATIC (gst_ny_meta_convert_debug);
 #define DEFAULT_LOCATION "-"
 #define DEFAULT_SOURCE nullptr
 #define DEFAULT_APPEND FALSE
-/* The JSON shape's version: bump when a key changes meaning or disappears. */
-#define SCHEMA "nystream-results/1"
 
 enum { PROP_0, PROP_LOCATION, PROP_SOURCE, PROP_APPEND };
 
@@ -146,41 +144,15 @@ gst_ny_meta_convert_write (GstNyMetaConvert * self, GstBuffer * buf)
   const std::string source = self->source ? self->source : (self->stream_id ? self->stream_id : "");
   GST_OBJECT_UNLOCK (self);
 
+  const NyResultContext where = { GST_BUFFER_PTS (buf), source.c_str (), self->width,
+    self->height };
+  std::string text;
   gpointer state = nullptr;
   GstMeta *meta;
   while ((meta = gst_buffer_iterate_meta_filtered (buf, &state, GST_NYSTREAM_META_API_TYPE))) {
     const GstNystreamMeta *r = reinterpret_cast<const GstNystreamMeta *> (meta);
-    const guint64 start = r->start, end = r->start + r->duration;
-    nlohmann::json line;
-    line["schema"] = SCHEMA;
-    line["timestamp"] = GST_BUFFER_PTS_IS_VALID (buf) ? nlohmann::json (GST_BUFFER_PTS (buf)) :
-        nlohmann::json (nullptr);
-    line["source"] = source;
-    line["detector"] = r->source ? r->source : "";
-    line["model"] = r->model_name ? r->model_name : "";
-    line["token"] = r->token_index;
-    line["start_timestamp"] = start;
-    line["end_timestamp"] = end;
-    if (self->width > 0)
-      line["resolution"] = { {"width", self->width}, {"height", self->height} };
-    nlohmann::json scores = nlohmann::json::object ();
-    for (guint i = 0; i < r->n_classes; i++)
-      scores[r->class_names[i]] = r->scores[i];
-    line["scores"] = scores;
-    line["label"] = r->n_classes ? r->class_names[r->label_id] : "";
-    line["label_id"] = r->label_id;
-    line["confidence"] = r->confidence;
-    nlohmann::json events = nlohmann::json::array ();
-    for (guint i = 0; i < r->n_active; i++) {
-      const guint id = r->active[i];
-      events.push_back ({ {"event_type", r->class_names[id]},
-            {"detection", { {"label", r->class_names[id]}, {"label_id", id},
-                    {"confidence", r->scores[id]},
-                    {"segment", { {"start_timestamp", start}, {"end_timestamp", end} } } } },
-            {"start_timestamp", start}, {"end_timestamp", end} });
-    }
-    line["events"] = events;
-    const std::string text = line.dump (-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    text.clear ();
+    ny_result_json_append (text, *r, where);
     if (std::fprintf (self->out, "%s\n", text.c_str ()) < 0) {
       GST_ELEMENT_ERROR (self, RESOURCE, WRITE, ("Could not write the results."),
           GST_ERROR_SYSTEM);

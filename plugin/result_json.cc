@@ -1,0 +1,39 @@
+#include "result_json.h"
+
+#include <nlohmann/json.hpp>
+
+void
+ny_result_json_append (std::string & out, const GstNystreamMeta & r, const NyResultContext & where)
+{
+  const guint64 start = r.start, end = r.start + r.duration;
+  nlohmann::json line;
+  line["schema"] = NYSTREAM_RESULTS_SCHEMA;
+  line["timestamp"] = GST_CLOCK_TIME_IS_VALID (where.timestamp) ?
+      nlohmann::json (where.timestamp) : nlohmann::json (nullptr);
+  line["source"] = where.source ? where.source : "";
+  line["detector"] = r.source ? r.source : "";
+  line["model"] = r.model_name ? r.model_name : "";
+  line["token"] = r.token_index;
+  line["start_timestamp"] = start;
+  line["end_timestamp"] = end;
+  if (where.width > 0)
+    line["resolution"] = { {"width", where.width}, {"height", where.height} };
+  nlohmann::json scores = nlohmann::json::object ();
+  for (guint i = 0; i < r.n_classes; i++)
+    scores[r.class_names[i]] = r.scores[i];
+  line["scores"] = scores;
+  line["label"] = r.n_classes ? r.class_names[r.label_id] : "";
+  line["label_id"] = r.label_id;
+  line["confidence"] = r.confidence;
+  nlohmann::json events = nlohmann::json::array ();
+  for (guint i = 0; i < r.n_active; i++) {
+    const guint id = r.active[i];
+    events.push_back ({ {"event_type", r.class_names[id]},
+          {"detection", { {"label", r.class_names[id]}, {"label_id", id},
+                  {"confidence", r.scores[id]},
+                  {"segment", { {"start_timestamp", start}, {"end_timestamp", end} } } } },
+          {"start_timestamp", start}, {"end_timestamp", end} });
+  }
+  line["events"] = events;
+  out += line.dump (-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
