@@ -39,8 +39,12 @@ AVPixelFormat to_av(PixelFormat f) {
   return AV_PIX_FMT_NONE;
 }
 
+// A number past this libavutil's formats is no AVPixelFormat (casting it to the
+// enum is undefined behaviour): it is an unknown format.
 AVPixelFormat av_format_of(const VideoFormat& f) {
-  return f.ffmpeg_pixel_format >= 0 ? static_cast<AVPixelFormat>(f.ffmpeg_pixel_format) : to_av(f.format);
+  if (f.ffmpeg_pixel_format < 0) return to_av(f.format);
+  return f.ffmpeg_pixel_format < AV_PIX_FMT_NB ? static_cast<AVPixelFormat>(f.ffmpeg_pixel_format)
+                                               : AV_PIX_FMT_NONE;
 }
 
 }  // namespace
