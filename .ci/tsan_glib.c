@@ -22,10 +22,14 @@
  *                              and on the message by whichever thread frees it
  *                              (a weak reference's notify)
  *
- * Calls inside libglib / libgstreamer reach these too: neither library is
- * linked with -Bsymbolic, so their calls to their own exported functions go
- * through the PLT. The wrapper is built without -fsanitize (it has no memory
- * accesses of its own to check) and does nothing when TSan is absent.
+ * Calls from one library to another (libgstreamer's and libgstbase's to
+ * GMutex, ours to everything) go through the PLT and reach these wrappers; a
+ * library's calls to its own functions do not (both are linked with
+ * -Bsymbolic-functions). What stays hidden inside libglib is left to
+ * .ci/tsan.supp; inside libgstreamer, the last unref of a bus message can
+ * happen in a bin while posting, hence the weak reference below. Built without
+ * -fsanitize (it has no memory accesses of its own to check); it does nothing
+ * when TSan is absent.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
