@@ -1,5 +1,5 @@
 /* Happens-before annotations for ThreadSanitizer runs of GStreamer code
- * (.ci/run's TSan stage; LD_PRELOADed into the test program only).
+ * (.ci/run's TSan stage, LD_PRELOADed; idle in programs without GLib or TSan).
  *
  * Debian's GLib and GStreamer are not built with -fsanitize=thread, so TSan
  * sees none of their synchronisation: GMutex and GCond are futexes used
@@ -11,8 +11,10 @@
  * races, this wraps the few exported entry points with the ordering GLib
  * really gives them, using TSan's __tsan_acquire / __tsan_release:
  *
- *   g_mutex_lock / trylock     acquire on the GMutex after locking
- *   g_mutex_unlock             release on the GMutex before unlocking
+ *   g_mutex_lock / trylock,    acquire on the mutex after locking
+ *   g_rec_mutex_lock / trylock
+ *   g_mutex_unlock,            release on the mutex before unlocking
+ *   g_rec_mutex_unlock
  *   g_cond_wait / wait_until   release the mutex before waiting, acquire after
  *   g_object_unref,            release then acquire on the object: the
  *   gst_mini_object_unref      refcount decrement is a full barrier, so the
