@@ -567,6 +567,21 @@ TEST_F(Elements, MetaConvertWithNothingDrainedAtEos) {
   EXPECT_TRUE(read_json_lines(json).empty());
 }
 
+// A result that cannot be written is an error naming the file, never a quiet
+// exit 0: a full disk (/dev/full), a file that cannot be opened.
+TEST_F(Elements, MetaConvertWriteErrorsAreErrorsNamingTheFile) {
+  const std::string model = test_file("audio-random.safetensors");
+  const std::string source = "audiotestsrc num-buffers=40 ! nyaudiodetect model=" + model;
+  PipelineRun full;
+  run_pipeline(source + " ! nymetaconvert location=/dev/full ! fakesink", &full);
+  EXPECT_NE(full.error.find("Could not write the results to \"/dev/full\""), std::string::npos)
+      << full.error;
+  EXPECT_NE(full.error.find("No space left"), std::string::npos) << full.error;
+  PipelineRun missing_dir;
+  run_pipeline(source + " ! nymetaconvert location=/nonexistent/dir/r.jsonl ! fakesink", &missing_dir);
+  EXPECT_NE(missing_dir.error.find("/nonexistent/dir/r.jsonl"), std::string::npos) << missing_dir.error;
+}
+
 TEST_F(Elements, CorruptModelFailsWithTheLoadersMessage) {
   const std::string path = test_file("corrupt.safetensors");
   std::ofstream(path) << "this is not a model";
