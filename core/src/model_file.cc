@@ -9,6 +9,8 @@
 // public functions catch everything.
 #include "nystream/model_file.h"
 
+#include "nystream/features/params.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <climits>
@@ -314,6 +316,26 @@ constexpr Extractor kExtractors[] = {
     {"video-motion", 1, "video"},
 };
 
+// The front end's parameters are part of the model: a file whose extractor
+// cannot run with them, or makes tokens of another length than the model takes,
+// is refused here, for every tool alike.
+void check_feature_params(const ModelInfo& info, int input_dim) {
+  std::string error;
+  int dim = input_dim;
+  if (info.feature_extractor == "log-mel") {
+    LogMelParams p;
+    if (!LogMelParams::parse(info.feature_params, &p, &error)) fail("features.params: " + error);
+    dim = p.dim();
+  } else if (info.feature_extractor == "video-motion") {
+    VideoMotionParams p;
+    if (!VideoMotionParams::parse(info.feature_params, &p, &error)) fail("features.params: " + error);
+    dim = p.dim();
+  }
+  if (dim != input_dim)
+    fail("features.params: " + info.feature_extractor + " makes " + std::to_string(dim) +
+         " features per token but architecture.input_dim is " + std::to_string(input_dim));
+}
+
 // ---------------------------------------------------------------- the container
 
 // Parses a JSON object (the header or the metadata document), refusing what is
@@ -459,6 +481,7 @@ std::shared_ptr<const Model> parse_or_throw(const std::uint8_t* data, std::size_
   config.classes = static_cast<int>(std::min<std::size_t>(info.classes.size(), INT_MAX));
   if (const std::string problem = config.validate(); !problem.empty())
     fail("architecture: " + problem);
+  check_feature_params(info, config.input_dim);
 
   ModelWeights weights;
   weights.layers.resize(config.blocks);
