@@ -471,7 +471,7 @@ TEST_F(Elements, MetaConvertWritesEveryResultIncludingThoseDrainedAtEos) {
     SCOPED_TRACE(element);
     PipelineRun run;
     run_pipeline("filesrc location=" + file + " ! decodebin ! " + element + " name=d model=" + model +
-                     " message-interval=0 ! nymetaconvert location=" + json + " ! fakesink", &run);
+                     " post-messages=true message-interval=0 ! nymetaconvert location=" + json + " ! fakesink", &run);
     ASSERT_EQ(run.error, "");
     const std::vector<guint64>& posted = run.message_tokens["d"];
     ASSERT_GT(posted.size(), 20u);
@@ -500,8 +500,9 @@ TEST_F(Elements, ChainedDetectorsEachConverterWritesEveryResultOnce) {
   const std::string first = test_file("chain-first.jsonl"), second = test_file("chain-second.jsonl");
   PipelineRun run;
   run_pipeline("filesrc location=" + make_wav(128, "eos-test.wav") +
-                   " ! decodebin ! nyaudiodetect name=d model=" + model + " ! nymetaconvert location=" +
-                   first + " ! nyaudiodetect name=d2 model=" + model +
+                   " ! decodebin ! nyaudiodetect name=d post-messages=true model=" + model +
+                   " ! nymetaconvert location=" + first +
+                   " ! nyaudiodetect name=d2 post-messages=true model=" + model +
                    " ! nymetaconvert location=" + second + " ! fakesink", &run);
   ASSERT_EQ(run.error, "");
   ASSERT_GT(run.final_results, 0u);
@@ -523,7 +524,7 @@ TEST_F(Elements, MetaConvertAppendLetsBranchesShareOneFile) {
   std::ofstream(json) << "{\"earlier\": true}\n";
   PipelineRun run;
   const std::string source = "filesrc location=" + make_wav(128, "eos-test.wav") + " ! decodebin";
-  const std::string branch = " ! queue ! nyaudiodetect model=" + model + " name=";
+  const std::string branch = " ! queue ! nyaudiodetect post-messages=true model=" + model + " name=";
   const std::string convert = " ! nymetaconvert append=true location=" + json + " ! fakesink";
   run_pipeline(source + " ! tee name=t t." + branch + "a" + convert + " t." + branch + "b" + convert,
                &run);
@@ -684,7 +685,7 @@ TEST_F(Elements, EightParallelPipelinesSharingOneModelEqualUnshared) {
 TEST_F(Elements, BusMessagesLikeLevel) {
   GError* error = nullptr;
   GstElement* pipeline = gst_parse_launch(
-      ("audiotestsrc num-buffers=60 ! nyaudiodetect name=d message-interval=300000000 model=" +
+      ("audiotestsrc num-buffers=60 ! nyaudiodetect name=d post-messages=true message-interval=300000000 model=" +
        test_file("audio-random.safetensors") + " ! fakesink").c_str(), &error);
   ASSERT_TRUE(pipeline);
   gst_element_set_state(pipeline, GST_STATE_PLAYING);
