@@ -529,13 +529,20 @@ gst_ny_detect_set_caps (GstBaseTransform * trans, GstCaps * incaps, GstCaps * ou
   return TRUE;
 }
 
-/* Base transform drops late buffers when QoS is on; an analyser must not, so
- * queue every buffer and let transform_ip skip model steps instead. */
+/* As the base class's default, minus its QoS drop: an analyser must pass every
+ * buffer on, so transform_ip skips model steps for late ones instead. */
 static GstFlowReturn
 gst_ny_detect_submit_input_buffer (GstBaseTransform * trans, gboolean is_discont,
     GstBuffer * input)
 {
   (void) is_discont;
+  /* Downstream asked to renegotiate (caps or allocation): redo it now. */
+  if (!gst_base_transform_reconfigure (trans) ||
+      !gst_pad_has_current_caps (GST_BASE_TRANSFORM_SINK_PAD (trans))) {
+    gst_buffer_unref (input);
+    return GST_PAD_IS_FLUSHING (GST_BASE_TRANSFORM_SRC_PAD (trans)) ? GST_FLOW_FLUSHING :
+        GST_FLOW_NOT_NEGOTIATED;
+  }
   trans->queued_buf = input;
   return GST_FLOW_OK;
 }
@@ -551,8 +558,9 @@ gst_ny_detect_src_event (GstBaseTransform * trans, GstEvent * event)
     GstClockTime timestamp;
     gst_event_parse_qos (event, &type, &proportion, &diff, &timestamp);
     GST_OBJECT_LOCK (trans);
-    /* As basetransform: data before earliest would be late downstream. */
-    d->qos_earliest = diff > 0 ? timestamp + 2 * diff : timestamp + diff;
+    /* gst_base_transform_update_qos()'s: a buffer whose running time is at
+     * or before this would be late downstream. */
+    d->qos_earliest = timestamp + diff;
     GST_OBJECT_UNLOCK (trans);
   }
   return GST_BASE_TRANSFORM_CLASS (gst_ny_detect_parent_class)->src_event (trans, event);
@@ -704,7 +712,7 @@ gst_ny_detect_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
   if (GST_BUFFER_IS_DISCONT (buf) && d->have_data && d->current.reset_on_discont)
     d->reset_stream ("DISCONT buffer");
   d->skipping = qos && GST_CLOCK_TIME_IS_VALID (earliest) && GST_CLOCK_TIME_IS_VALID (running) &&
-      running < earliest;
+      running <= earliest;
   if (d->skipping)
     GST_DEBUG_OBJECT (self, "late by %" GST_STIME_FORMAT ": skipping model steps",
         GST_STIME_ARGS (GST_CLOCK_DIFF (running, earliest)));
