@@ -71,15 +71,12 @@ Counted run(GstHarness* h, const char* element, std::vector<GstBuffer*> buffers,
   return counted;
 }
 
-TEST(Allocations, AudioDetectorDefaultPathAllocatesNothingPerResult) {
-  gst_init(nullptr, nullptr);
-  GstHarness* h = gst_harness_new_parse(("nyaudiodetect model=" + shipped("audio-events.safetensors")).c_str());
-  gst_harness_set_src_caps_str(h, "audio/x-raw,format=S16LE,rate=16000,channels=1,layout=interleaved");
+// 16 kHz mono S16 noise, `frames` samples per buffer.
+std::vector<GstBuffer*> audio_buffers(int count, int frames) {
   std::mt19937 engine(1);
   std::uniform_int_distribution<int> sample(-6000, 6000);
   std::vector<GstBuffer*> buffers;
-  const int frames = 1000;  // 62.5 ms: tokens complete on some buffers, not others
-  for (int i = 0; i < 600; ++i) {
+  for (int i = 0; i < count; ++i) {
     std::vector<gint16> data(frames);
     for (auto& s : data) s = static_cast<gint16>(sample(engine));
     GstBuffer* b = gst_buffer_new_memdup(data.data(), data.size() * sizeof(gint16));
@@ -87,7 +84,15 @@ TEST(Allocations, AudioDetectorDefaultPathAllocatesNothingPerResult) {
     GST_BUFFER_DURATION(b) = gst_util_uint64_scale(frames, GST_SECOND, 16000);
     buffers.push_back(b);
   }
-  const Counted c = run(h, "nyaudiodetect", buffers, 200);
+  return buffers;
+}
+
+TEST(Allocations, AudioDetectorDefaultPathAllocatesNothingPerResult) {
+  gst_init(nullptr, nullptr);
+  GstHarness* h = gst_harness_new_parse(("nyaudiodetect model=" + shipped("audio-events.safetensors")).c_str());
+  gst_harness_set_src_caps_str(h, "audio/x-raw,format=S16LE,rate=16000,channels=1,layout=interleaved");
+  // 62.5 ms buffers: tokens complete on some buffers, not others.
+  const Counted c = run(h, "nyaudiodetect", audio_buffers(600, 1000), 200);
   gst_harness_teardown(h);
   std::printf("audio: %ld results, %ld allocations\n", c.results, c.allocations);
   EXPECT_GE(c.results, 200);
@@ -127,15 +132,7 @@ TEST(Allocations, CustomMetaAndMessagesAreCounted) {
   GstHarness* h = gst_harness_new_parse(("nyaudiodetect custom-meta=true post-messages=true model=" +
                                          shipped("audio-events.safetensors")).c_str());
   gst_harness_set_src_caps_str(h, "audio/x-raw,format=S16LE,rate=16000,channels=1,layout=interleaved");
-  std::vector<GstBuffer*> buffers;
-  for (int i = 0; i < 100; ++i) {
-    std::vector<gint16> data(1600, static_cast<gint16>((i * 37) % 2000));
-    GstBuffer* b = gst_buffer_new_memdup(data.data(), data.size() * sizeof(gint16));
-    GST_BUFFER_PTS(b) = i * 100 * GST_MSECOND;
-    GST_BUFFER_DURATION(b) = 100 * GST_MSECOND;
-    buffers.push_back(b);
-  }
-  const Counted c = run(h, "nyaudiodetect", buffers, 50);
+  const Counted c = run(h, "nyaudiodetect", audio_buffers(100, 1600), 50);
   gst_harness_teardown(h);
   EXPECT_GE(c.results, 40);
   EXPECT_GE(c.allocations, c.results);

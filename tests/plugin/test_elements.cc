@@ -146,21 +146,27 @@ TEST_F(Elements, AudioBuffersLeaveUnchangedWithContiguousTokenSpans) {
   gst_harness_teardown(h);
 }
 
+std::vector<GstBuffer*> make_video(int frames, int width, int height, int fps, std::uint32_t seed,
+                                   GstClockTime start = 0) {
+  std::mt19937 engine(seed);
+  std::vector<GstBuffer*> out;
+  const gsize size = width * height * 3 / 2;
+  for (int i = 0; i < frames; ++i) {
+    std::vector<guint8> data(size);
+    for (auto& p : data) p = static_cast<guint8>(engine());
+    GstBuffer* b = gst_buffer_new_memdup(data.data(), size);
+    GST_BUFFER_PTS(b) = start + gst_util_uint64_scale(i, GST_SECOND, fps);
+    GST_BUFFER_DURATION(b) = start + gst_util_uint64_scale(i + 1, GST_SECOND, fps) - GST_BUFFER_PTS(b);
+    out.push_back(b);
+  }
+  return out;
+}
+
 TEST_F(Elements, VideoBuffersLeaveUnchangedWithResults) {
   GstHarness* h = gst_harness_new_parse(
       ("nyvideodetect model=" + test_file("video-random.safetensors")).c_str());
   gst_harness_set_src_caps_str(h, "video/x-raw,format=I420,width=160,height=120,framerate=30/1");
-  std::mt19937 engine(5);
-  std::vector<GstBuffer*> frames;
-  const gsize size = 160 * 120 * 3 / 2;
-  for (int i = 0; i < 60; ++i) {
-    std::vector<guint8> data(size);
-    for (auto& p : data) p = static_cast<guint8>(engine());
-    GstBuffer* b = gst_buffer_new_memdup(data.data(), size);
-    GST_BUFFER_PTS(b) = gst_util_uint64_scale(i, GST_SECOND, 30);
-    GST_BUFFER_DURATION(b) = gst_util_uint64_scale(i + 1, GST_SECOND, 30) - GST_BUFFER_PTS(b);
-    frames.push_back(b);
-  }
+  const std::vector<GstBuffer*> frames = make_video(60, 160, 120, 30, 5);
   const std::vector<Result> results = run_harness(h, frames);
   // The same frames again, with timestamps going backwards: passed on, counted.
   for (GstBuffer* b : frames) {
@@ -229,22 +235,6 @@ TEST_F(Elements, AudioCapsChangeMidStreamEqualsAFreshStartInTheNewFormat) {
   EXPECT_EQ(before, first_alone);
   EXPECT_EQ(after, from_scratch);
   EXPECT_EQ(resets, 2u);  // first caps, the change
-}
-
-std::vector<GstBuffer*> make_video(int frames, int width, int height, int fps, std::uint32_t seed,
-                                   GstClockTime start = 0) {
-  std::mt19937 engine(seed);
-  std::vector<GstBuffer*> out;
-  const gsize size = width * height * 3 / 2;
-  for (int i = 0; i < frames; ++i) {
-    std::vector<guint8> data(size);
-    for (auto& p : data) p = static_cast<guint8>(engine());
-    GstBuffer* b = gst_buffer_new_memdup(data.data(), size);
-    GST_BUFFER_PTS(b) = start + gst_util_uint64_scale(i, GST_SECOND, fps);
-    GST_BUFFER_DURATION(b) = start + gst_util_uint64_scale(i + 1, GST_SECOND, fps) - GST_BUFFER_PTS(b);
-    out.push_back(b);
-  }
-  return out;
 }
 
 TEST_F(Elements, VideoCapsChangeMidStreamEqualsAFreshStartInTheNewFormat) {
