@@ -109,6 +109,8 @@ def main():
         c.subscribe(args.topic, qos=1)   # again after every reconnect
 
     client.on_connect = on_connect
+    client.on_subscribe = lambda c, userdata, mid, qos: print(
+        f"subscribed to {args.topic}", file=sys.stderr, flush=True)
     client.on_message = lambda c, userdata, msg: fleet.add(msg.payload)
     client.reconnect_delay_set(min_delay=1, max_delay=30)
     client.connect_async(host, int(port), keepalive=30)

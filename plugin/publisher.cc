@@ -110,7 +110,7 @@ Publisher::create (const Settings & settings, Report report, std::string * error
       break;
     case Method::kFile:
       pub->transport_ = make_file_transport (*pub);
-      pub->ready_ = true;
+      pub->ready_ = pub->stats_.connected = true;
       break;
   }
   if (!pub->transport_->open (error))

@@ -31,6 +31,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -677,6 +678,67 @@ TEST_F(Publish, FileMethodWritesTheSameLines) {
   for (const auto& j : published) by_seq[j["seq"].get<guint64>()] = j;
   EXPECT_EQ(by_seq.size(), published.size());
   expect_equal_to_converter(by_seq, read_lines(dir / "convert.jsonl"), "file-pub");
+}
+
+// examples/fleet_table.py: one row per source with its last label and counts.
+TEST_F(Publish, FleetTableExampleShowsEverySource) {
+  const std::string python = env("NYSTREAM_PYTHON"), script = env("NYSTREAM_FLEET_TABLE");
+  ASSERT_FALSE(python.empty() || script.empty()) << "python3 or examples/fleet_table.py not given";
+  Broker broker(dir, free_port());
+  broker.start();
+  const std::string port = std::to_string(broker.port());
+  std::vector<std::string> args = {python, script, "--address", "127.0.0.1:" + port, "--count", "3000",
+                                   "--once", "--timeout", "60"};
+  std::vector<gchar*> argv;
+  for (auto& a : args) argv.push_back(const_cast<gchar*>(a.c_str()));
+  argv.push_back(nullptr);
+  GPid pid;
+  gint out_fd, err_fd;
+  ASSERT_TRUE(g_spawn_async_with_pipes(nullptr, argv.data(), nullptr, G_SPAWN_DO_NOT_REAP_CHILD, nullptr, nullptr,
+                                       &pid, nullptr, &out_fd, &err_fd, nullptr));
+  std::string err;
+  char c;
+  while (err.find("subscribed") == std::string::npos && read(err_fd, &c, 1) == 1) err += c;
+  ASSERT_NE(err.find("subscribed"), std::string::npos) << err;
+  std::map<std::string, std::string> last_label;
+  for (const char* cam : {"cam-a", "cam-b", "cam-c"}) {
+    Pipeline p("nymetaconvert location=" + (dir / (std::string(cam) + ".jsonl")) + " source=" + cam +
+               " ! nymetapublish name=pub address=" + broker.address() + " source=" + cam + " client-id=pub-" + cam);
+    ASSERT_NE(p.play(), GST_STATE_CHANGE_FAILURE);
+    std::mt19937 rng(cam[4]);
+    p.push(0, 500, 2, &rng);
+    p.eos();
+    BusLog log;
+    drain_bus(p.pipeline, &log, 30);
+    EXPECT_TRUE(log.eos);
+    last_label[cam] = read_lines(dir / (std::string(cam) + ".jsonl")).back()["label"];
+  }
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = read(out_fd, buf, sizeof buf)) > 0;) out.append(buf, n);
+  int status;
+  waitpid(pid, &status, 0);
+  close(out_fd);
+  close(err_fd);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out;
+  std::printf("%s", out.c_str());
+  for (const auto& [cam, label] : last_label) {
+    std::istringstream lines(out);
+    bool found = false;
+    for (std::string line; std::getline(lines, line);) {
+      std::istringstream row(line);
+      std::string source, detector, last, conf, at, results, lost;
+      row >> source >> detector >> last >> conf >> at >> results >> lost;
+      if (source != cam) continue;
+      found = true;
+      EXPECT_EQ(detector, "det");
+      EXPECT_EQ(last, label) << line;
+      EXPECT_EQ(results, "1000") << line;
+      EXPECT_EQ(lost, "0") << line;
+    }
+    EXPECT_TRUE(found) << cam << " missing from\n" << out;
+  }
+  EXPECT_NE(out.find("3000 results, 0 duplicates, 0 unreadable, 3 publishers"), std::string::npos) << out;
 }
 
 // sync=true: a buffer leaves only once its results are acknowledged.
