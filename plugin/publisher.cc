@@ -334,6 +334,9 @@ Publisher::connection_down ()
 void
 Publisher::report (bool fatal, const std::string & text, const std::string & debug)
 {
+  /* Posted before fatal_ releases an EOS waiting in wait_idle(): the error
+   * reaches the bus first. */
+  report_ (fatal, text, debug);
   if (fatal) {
     std::lock_guard<std::mutex> lock (mutex_);
     fatal_ = true;
@@ -341,7 +344,6 @@ Publisher::report (bool fatal, const std::string & text, const std::string & deb
     idle_.notify_all ();
     stop_.notify_all ();
   }
-  report_ (fatal, text, debug);
 }
 
 }  // namespace nypublish
