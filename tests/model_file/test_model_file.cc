@@ -170,6 +170,8 @@ TEST(ModelFile, F16TensorsAreWidened) {
   const auto loaded = parse_model(bytes.data(), bytes.size(), "half", &error);
   ASSERT_TRUE(loaded) << error;
   expect_same_weights(original->weights(), loaded->weights());
+  // Every linear weight F16: the step keeps them 16-bit.
+  EXPECT_EQ(loaded->config().weight_type, WeightType::kF16);
 }
 
 // The files the Python exporter wrote (models/test) load, and a stream over
@@ -419,9 +421,9 @@ TEST_F(Corrupt, OffsetsOutOfBoundsOrOverlapping) {
 }
 
 TEST_F(Corrupt, DtypeNotFloat) {
-  parts_.header["positions"]["dtype"] = "BF16";
+  parts_.header["positions"]["dtype"] = "I32";
   EXPECT_EQ(parse_error(parts_.join()),
-            "test.safetensors: tensor positions has dtype BF16, expected F32 (or F16)");
+            "test.safetensors: tensor positions has dtype I32, expected F32, F16 or BF16");
 }
 
 TEST_F(Corrupt, ArchitectureInconsistent) {
