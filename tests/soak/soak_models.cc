@@ -22,11 +22,14 @@
 // uses it: the pinv is part of the model, not of the stream's arithmetic).
 //
 // Tolerance on each checked step: max_c |stream - batch| <= 2e-4 * max(1,
-// max_c |batch logit|). The 2e-4 is the equivalence tests' absolute bound on
-// logits of O(1) (tests/core); a logit is the classifier's dot product of the
-// final LayerNorm output (|h| ~ sqrt(E)) with weights learnt to reach large
-// margins, so float32 rounding in it scales with the logit's size: the bound
-// is relative beyond |logit| = 1 and equals the tests' bound below it.
+// max_c |batch logit| / 10). Up to |logit| = 10 this is the equivalence tests'
+// absolute bound on logits (tests/core, tests/models), which the shipped models'
+// logits (|logit| up to about 10 on real features) meet with an order of
+// magnitude to spare. Beyond 10 (the scaled replay can push a logit there) it
+// grows with the logit, as float32 rounding does: a logit is the classifier's
+// dot product of the final LayerNorm output (entries O(1), E of them) with
+// weights trained to large margins, and its rounding error is a fixed fraction
+// of the size of those products' terms, not an absolute amount.
 // Drift: the largest error in the second half of the run must stay within 4x
 // that of the first half (+1e-6), as in tests/core/test_long_stream.cc.
 //
@@ -43,6 +46,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -50,7 +54,8 @@
 
 namespace {
 
-constexpr double kLogitTolerance = 2e-4;
+constexpr double kLogitTolerance = 2e-4;  // absolute, for |logit| <= kLogitScale
+constexpr double kLogitScale = 10;         // beyond it, relative: 2e-5 x |logit|
 constexpr int kBins = 20;  // 5 % of the run each
 
 struct Options {
@@ -119,6 +124,14 @@ class Replay {
   float scale_ = 1;
 };
 
+// CPU time of this process: on a machine shared with other work, the rate per CPU
+// second is the stream's own cost; the wall rate also counts the waits.
+double cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
 struct Bin {
   double error = 0, logit = 0;
   long long checked = 0;
@@ -178,19 +191,21 @@ int main(int argc, char** argv) {
   Eigen::VectorXf scores(c.classes);
   long long failures = 0, bad_steps = 0, checked = 0, next_check = 0, check_index = 0;
   double worst = 0, worst_ratio = 0;
-  double step_seconds = 0;
+  double step_seconds = 0, step_cpu = 0;
   const auto begin = std::chrono::steady_clock::now();
   for (long long t = 0; t < o.steps;) {
     // Step freely up to the next check, timing step() alone.
     const long long until = std::min(o.steps, next_check);
     if (t < until) {
       const auto start = std::chrono::steady_clock::now();
+      const double cpu_start = cpu_seconds();
       for (; t < until; ++t) {
         float* x = history.col(t % field).data();
         replay.next(x);
         if (stream.step(x, scores.data()) != nystream::StepStatus::kOk) ++bad_steps;
       }
       step_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      step_cpu += cpu_seconds() - cpu_start;
       continue;
     }
     // A checked run of o.run consecutive steps.
@@ -210,7 +225,7 @@ int main(int argc, char** argv) {
       const Eigen::VectorXd reference = batch.forward(window, nullptr);
       const double err = (stream.logits().cast<double>() - reference).cwiseAbs().maxCoeff();
       const double size = reference.cwiseAbs().maxCoeff();
-      const double bound = kLogitTolerance * std::max(1.0, size);
+      const double bound = kLogitTolerance * std::max(1.0, size / kLogitScale);
       Bin& bin = bins[std::min<long long>(kBins - 1, t * kBins / o.steps)];
       bin.error = std::max(bin.error, err);
       bin.logit = std::max(bin.logit, size);
@@ -242,13 +257,16 @@ int main(int argc, char** argv) {
   for (int b = 0; b < kBins; ++b)
     (b < kBins / 2 ? first_half : second_half) =
         std::max(b < kBins / 2 ? first_half : second_half, bins[b].error);
-  const long long stepped = o.steps;
-  std::printf("%lld steps in %.1f s wall (%.0f steps/s of step() alone, %.2f us/step); %lld "
-              "replay segments; rows rebuilt %lld\n",
-              stepped, wall, stepped / step_seconds, 1e6 * step_seconds / stepped,
-              replay.segments(), static_cast<long long>(stream.rows_rebuilt()));
+  // Rates of the unchecked steps (all but checks x run), timed around step() loops.
+  const long long free_steps = o.steps - checked;
+  std::printf("%lld steps in %.1f s wall (checks included); step() alone: %.0f steps/s wall "
+              "(%.2f us/step), %.0f steps per CPU second (%.2f us); %lld replay segments; rows "
+              "rebuilt %lld\n",
+              o.steps, wall, free_steps / step_seconds, 1e6 * step_seconds / free_steps,
+              free_steps / step_cpu, 1e6 * step_cpu / free_steps, replay.segments(),
+              static_cast<long long>(stream.rows_rebuilt()));
   std::printf("%lld steps checked against BatchModel<double> at %lld points: max |logit error| "
-              "%.3g, worst error / bound %.3g (bound 2e-4 x max(1, max |logit|)); first half %.3g, "
+              "%.3g, worst error / bound %.3g (bound 2e-4 x max(1, max |logit| / 10)); first half %.3g, "
               "second half %.3g\n",
               checked, check_index, worst, worst_ratio, first_half, second_half);
   bool ok = true;
