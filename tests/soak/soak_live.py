@@ -6,15 +6,15 @@ shipped models, in this process, watching its resident memory.
 
 One pipeline, built with Gst.parse_launch:
 
-    audiotestsrc is-live=true ! 44.1 kHz stereo ! leaky queue ! audioconvert
-        ! audioresample ! nyaudiodetect ! nymetaconvert (append) ! fakesink
-    videotestsrc is-live=true ! 320x240 30 fps ! leaky queue ! videoconvert
-        ! nyvideodetect ! nymetaconvert (append) ! fakesink
+    audiotestsrc is-live=true ! 44.1 kHz stereo ! leaky queue (500 ms)
+        ! audioconvert ! audioresample ! nyaudiodetect ! nymetaconvert (append) ! fakesink
+    videotestsrc is-live=true ! 320x240 30 fps ! leaky queue (2 frames)
+        ! videoconvert ! nyvideodetect ! nymetaconvert (append) ! fakesink
 
-both converters appending to one temporary file. Every 8 s the sources switch
-to the next of 6 waveforms / patterns, so the models see changing input and the
-sources have drawn each of them (and paged in its code) within the warm-up. Every
-`interval` seconds (10) the test reads VmRSS from /proc/self/status, each
+(the README's live line, with test sources), both converters appending to one
+temporary file. Every 8 s the sources switch to the next of 6 waveforms /
+patterns, so the models see changing input and the sources have drawn each of
+them (and paged in its code) within the warm-up. Every `interval` seconds (10) the test reads VmRSS from /proc/self/status, each
 detector's `stats` (results, steps) and the lines the file has gained.
 
 Fails when
@@ -107,14 +107,17 @@ def main():
         tmp = tempfile.NamedTemporaryFile(prefix="nystream-soak-", suffix=".jsonl", delete=False)
         tmp.close()
         out = tmp.name
-    leaky = "queue leaky=downstream max-size-buffers=0 max-size-bytes=0 max-size-time=500000000"
+    # The README's live queues: at most 500 ms of audio, 2 video frames; a machine
+    # that cannot keep up drops the oldest buffers (bounded memory, fewer results).
+    audio_queue = "queue leaky=downstream max-size-buffers=0 max-size-bytes=0 max-size-time=500000000"
+    video_queue = "queue leaky=downstream max-size-buffers=2 max-size-bytes=0 max-size-time=0"
     description = (
         f"audiotestsrc name=asrc is-live=true wave=pink-noise samplesperbuffer=441 "
-        f"! audio/x-raw,rate=44100,channels=2,format=S16LE ! {leaky} "
+        f"! audio/x-raw,rate=44100,channels=2,format=S16LE ! {audio_queue} "
         f"! audioconvert ! audioresample ! nyaudiodetect name=audio model=\"{audio_model}\" "
         f"! nymetaconvert location=\"{out}\" append=true source=audiotestsrc ! fakesink "
         f"videotestsrc name=vsrc is-live=true pattern=ball "
-        f"! video/x-raw,width=320,height=240,framerate=30/1,format=I420 ! {leaky} "
+        f"! video/x-raw,width=320,height=240,framerate=30/1,format=I420 ! {video_queue} "
         f"! videoconvert ! nyvideodetect name=video model=\"{video_model}\" "
         f"! nymetaconvert location=\"{out}\" append=true source=videotestsrc ! fakesink")
     print("pipeline: " + description, flush=True)
@@ -153,7 +156,8 @@ def main():
                 if row[i] <= last[i]:
                     fail(f"stall at {now:.0f} s: no new {what} since {last[0]:.0f} s ({row[i]})")
         state["last"] = row
-        if len(samples) % 6 == 0 or now >= args.seconds:
+        jump = last is not None and abs(row[1] - last[1]) >= 256
+        if len(samples) % 6 == 0 or now >= args.seconds or jump:
             print(f"  {now:6.0f} s  RSS {row[1]} kB  results audio {row[2]} video {row[3]}  "
                   f"lines {row[4]}", flush=True)
         if failures or now >= args.seconds:

@@ -193,6 +193,20 @@ int main(int argc, char** argv) {
   double worst = 0, worst_ratio = 0;
   double step_seconds = 0, step_cpu = 0;
   const auto begin = std::chrono::steady_clock::now();
+  int printed = 0;  // bins printed so far: each as soon as the run has left it
+  auto print_bins = [&](int upto) {
+    for (; printed < upto; ++printed) {
+      const Bin& b = bins[printed];
+      std::printf("  steps %9lld .. %9lld  max |logit error| %.3g  (%lld checked; |logit| <= %.3g)  "
+                  "%.0f s\n",
+                  printed * o.steps / kBins, (printed + 1) * o.steps / kBins, b.error, b.checked,
+                  b.logit,
+                  std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count());
+      std::fflush(stdout);
+    }
+  };
+  std::printf("max |logit error| per 5 %% of the run (checked steps; max |batch logit|; wall "
+              "time):\n");
   for (long long t = 0; t < o.steps;) {
     // Step freely up to the next check, timing step() alone.
     const long long until = std::min(o.steps, next_check);
@@ -241,23 +255,21 @@ int main(int argc, char** argv) {
       }
     }
     ++check_index;
+    print_bins(static_cast<int>(std::min<long long>(kBins, t * kBins / o.steps)));
     // Checks at 0, then evenly spread so the last run ends at the last step.
     next_check = check_index < o.checks
                      ? check_index * (o.steps - o.run) / (o.checks - 1)
                      : o.steps;
   }
+  print_bins(kBins);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
 
-  std::printf("max |logit error| per 5 %% of the run (checked steps; max |batch logit|):\n");
-  for (int b = 0; b < kBins; ++b)
-    std::printf("  steps %9lld .. %9lld  %.3g  (%lld checked; |logit| <= %.3g)\n",
-                b * o.steps / kBins, (b + 1) * o.steps / kBins, bins[b].error, bins[b].checked,
-                bins[b].logit);
   double first_half = 0, second_half = 0;
   for (int b = 0; b < kBins; ++b)
     (b < kBins / 2 ? first_half : second_half) =
         std::max(b < kBins / 2 ? first_half : second_half, bins[b].error);
-  // Rates of the unchecked steps (all but checks x run), timed around step() loops.
+  // Rates of the unchecked steps (all but checks x run), timed around the loops that
+  // make each token (a scaled copy of D_in floats) and step it.
   const long long free_steps = o.steps - checked;
   std::printf("%lld steps in %.1f s wall (checks included); step() alone: %.0f steps/s wall "
               "(%.2f us/step), %.0f steps per CPU second (%.2f us); %lld replay segments; rows "
