@@ -169,7 +169,13 @@ def main():
     bus.add_signal_watch()
     bus.connect("message", on_message)
     if pipeline.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
-        sys.exit("the pipeline does not start (is the plugin on GST_PLUGIN_PATH?)")
+        message = bus.timed_pop_filtered(0, Gst.MessageType.ERROR)
+        why = message.parse_error()[0].message if message else "no error message"
+        pipeline.set_state(Gst.State.NULL)
+        if tmp is not None:
+            os.unlink(out)
+        print(f"FAIL the pipeline does not start: {why}")
+        return 1
     def switch():  # the next waveform and pattern (same caps)
         state["switch"] += 1
         asrc.set_property("wave", AUDIO_WAVES[state["switch"] % len(AUDIO_WAVES)])
