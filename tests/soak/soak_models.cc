@@ -180,9 +180,9 @@ int main(int argc, char** argv) {
   window.times.assign(field, 0);
   window.valid.assign(field, 0);
 
-  std::printf("%s: %s, %d block(s) %s, n = %d, m = %d, receptive field %d; %lld real tokens of "
+  std::printf("%s: %s, %d block(s)%s, n = %d, m = %d, receptive field %d; %lld real tokens of "
               "%lld features (%s); %lld steps, %d checks of %d consecutive steps\n",
-              o.model.c_str(), model->info().name.c_str(), c.blocks, to_string(c.assembly),
+              o.model.c_str(), model->info().name.c_str(), c.blocks, c.stacked() ? " stacked" : c.retroactive() ? " retroactive" : "",
               c.window, c.landmarks, field, static_cast<long long>(real.rows()),
               static_cast<long long>(real.cols()), o.features.c_str(), o.steps, o.checks, o.run);
   std::fflush(stdout);
