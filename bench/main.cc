@@ -251,6 +251,27 @@ void model_files(const RecordingReporter& rep, Tally& tally, const std::vector<F
   }
 }
 
+// The same step with the linear weights kept 16-bit: F32 time / F16 (BF16) time.
+void weight_types(const RecordingReporter& rep, const std::vector<FileRuns>& files) {
+  std::printf("\n16-bit weights, step per token: float32 vs the same weights kept F16 and BF16\n"
+              "(widened as loaded, float32 accumulation; kernel: %s)\n", nystream::active_kernel());
+  std::vector<std::pair<std::string, std::string>> keys = {
+      {"published audio (n=120 E=192 F=1024 m=8 fixed, 1 block)",
+       "model/audio_n120/b1/nystrom_fixed_m8"}};
+  for (const FileRuns& f : files)
+    if (f.model) keys.push_back({f.label, f.key});
+  for (const auto& [label, key] : keys) {
+    const Result* f32 = rep.find(key + "/step");
+    const Result* f16 = rep.find(key + "/step_f16");
+    const Result* bf16 = rep.find(key + "/step_bf16");
+    std::printf("%-58s f32 %s, f16 %s (%s), bf16 %s (%s)\n", (label + ":").c_str(),
+                format_time(f32).c_str(), format_time(f16).c_str(),
+                f32 && f16 ? format_ratio(f32->seconds / f16->seconds).c_str() : "n/a",
+                format_time(bf16).c_str(),
+                f32 && bf16 ? format_ratio(f32->seconds / bf16->seconds).c_str() : "n/a");
+  }
+}
+
 // Step time against n for every assembly: stacked and 1-block steps should stay
 // flat, the retroactive 2-block step is O(n (E^2 + E F)) and should not.
 void flatness(const RecordingReporter& rep, Tally& tally) {
@@ -356,6 +377,7 @@ int main(int argc, char** argv) {
   std::printf("\n==== Ratio summary (CPU time per iteration, this run) ====\n");
   Tally tally;
   model_files(reporter, tally, files);
+  weight_types(reporter, files);
   whole_model(reporter, tally);
   sweep(reporter, tally);
   flatness(reporter, tally);

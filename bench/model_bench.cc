@@ -6,6 +6,7 @@
 // Names (main.cc's summary looks runs up by them):
 //   model/<config>/<assembly>/<variant>/<step|batch|batch_all_rows>
 //   shipped/<file stem>/<step|reencode>, file/<file stem>/<step|reencode>
+//   <model or file key>/step_f16, /step_bf16: the same weights kept 16-bit
 // config: audio_n120, action_n64, sweep_n<N> (1 block, to n = 4096), flat_n<N>
 // (every assembly, the shipped audio model's shape); assembly: b1, b2
 // (retroactive), stacked_b3; variant: nystrom_fixed_m<M>, nystrom_continual_m<M>
@@ -176,6 +177,22 @@ void register_runs(const Shape& s, const ModelConfig& c, bool with_batch) {
         ->Unit(benchmark::kMicrosecond);
 }
 
+// The step of source's model with its linear weights kept F16 and BF16.
+void register_weight_types(const std::string& key, const ModelSource& source) {
+  for (nystream::WeightType type : {nystream::WeightType::kF16, nystream::WeightType::kBF16}) {
+    const std::string name = nystream::to_string(type);
+    const ModelSource sixteen = [source, type](std::string* error) -> std::shared_ptr<const Model> {
+      const std::shared_ptr<const Model> model = source(error);
+      if (!model) return nullptr;
+      ModelConfig c = model->config();
+      c.weight_type = type;
+      return Model::create(c, model->weights(), model->info(), error);
+    };
+    benchmark::RegisterBenchmark((key + "/step_" + name).c_str(), run_step, key + "/" + name, sixteen)
+        ->Unit(benchmark::kMicrosecond);
+  }
+}
+
 std::string file_stem(const std::string& path) {
   std::string stem = path.substr(path.find_last_of('/') + 1);
   const std::string::size_type dot = stem.find('.');
@@ -210,6 +227,17 @@ void register_model_benchmarks() {
     }
     c.attention = AttentionKind::kSoftmax;
     register_runs(s, c, true);
+  }
+  // 16-bit weights at the published audio configuration, 1 block, m = 8 fixed.
+  {
+    ModelConfig c = make_config(published[0], 1, Assembly::kRetroactive);
+    c.landmarks = 8;
+    c.schedule = LandmarkSchedule::kFixed;
+    register_weight_types(std::string("model/") + published[0].name + "/" + assembly_name(c) + "/" +
+                              variant_name(c),
+                          [c](std::string* error) {
+                            return Model::create(c, nystream::random_weights(c, 1), error);
+                          });
   }
   // Window sweep, one block, against softmax: a two-block step is O(n E F) and
   // would dominate.
@@ -260,6 +288,7 @@ std::vector<FileRuns> register_file_benchmarks(const std::vector<FileRuns::Sourc
     benchmark::RegisterBenchmark((runs.key + "/reencode").c_str(), run_batch, runs.key, source,
                                  false)
         ->Unit(benchmark::kMicrosecond);
+    if (model) register_weight_types(runs.key, source);
     out.push_back(std::move(runs));
   }
   return out;

@@ -18,6 +18,9 @@ extern "C" {
 #include <libswresample/swresample.h>
 }
 
+#include <algorithm>
+#include <cmath>
+
 #include "npy.h"
 #include "nystream/features/log_mel.h"
 #include "nystream/features/video_motion.h"
@@ -308,6 +311,20 @@ int main(int argc, char** argv) {
   if (tokens.count() == 0)
     fail("'" + o.input + "': no complete token (the " + (audio ? std::string("audio") : std::string("video")) +
          " decoded is shorter than one token, or nothing decoded)");
+  // Written as they are (nystream-infer and the elements treat such tokens as
+  // padding, so the files still reproduce the element), but never silently.
+  std::int64_t non_finite = 0, first_non_finite = -1;
+  for (std::int64_t t = 0; t < tokens.count(); ++t) {
+    const float* row = tokens.data.data() + t * tokens.dim;
+    if (std::all_of(row, row + tokens.dim, [](float v) { return std::isfinite(v); })) continue;
+    if (non_finite++ == 0) first_non_finite = t;
+  }
+  if (non_finite)
+    std::fprintf(stderr, "nystream-features: warning: '%s': %lld of %lld token(s) hold NaN or Inf features "
+                 "(first: token %lld, from %.3f s; input samples out of range?); they are written as they are, "
+                 "and nystream-infer and the elements skip them as padding\n", o.input.c_str(),
+                 static_cast<long long>(non_finite), static_cast<long long>(tokens.count()),
+                 static_cast<long long>(first_non_finite), tokens.spans[first_non_finite].start_ns / 1e9);
   std::string error;
   if (!nystream::cli::write_npy(o.output, tokens.data.data(), tokens.count(), tokens.dim, &error)) fail(error);
   FILE* csv = std::fopen(o.times.c_str(), "w");

@@ -7,7 +7,8 @@
                                             any gst-launch description holding
                                             an nyaudiodetect or nyvideodetect
 
-Two ways, both shown:
+Two ways, both shown, both off by default and turned on here (the detector's
+post-messages and custom-meta properties):
   1. Bus element messages, one per result, named after the element
      ("nyaudiodetect" / "nyvideodetect") like level's: timestamp, stream-time,
      running-time, duration, token, model, label, label-id, confidence,
@@ -121,6 +122,9 @@ def main():
     detector = find_detector(pipeline)
     if detector is None:
         sys.exit("the pipeline holds no nyaudiodetect or nyvideodetect element")
+    # Both are off by default (each allocates per result): ask for them.
+    detector.set_property("post-messages", True)
+    detector.set_property("custom-meta", True)
     counts = {"meta": 0, "message": 0}
     detector.get_static_pad("src").add_probe(
         Gst.PadProbeType.BUFFER | Gst.PadProbeType.EVENT_DOWNSTREAM, on_data, counts)

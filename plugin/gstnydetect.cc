@@ -16,7 +16,10 @@ GST_DEBUG_CATEGORY_STATIC (gst_ny_detect_debug);
 #define DEFAULT_THRESHOLD 0.5f
 #define DEFAULT_INFERENCE_INTERVAL 1
 #define DEFAULT_RESET_ON_DISCONTINUITY TRUE
-#define DEFAULT_POST_MESSAGES TRUE
+/* Off: a bus message allocates (a GstStructure with three arrays), and the
+ * default path allocates nothing per result. */
+#define DEFAULT_POST_MESSAGES FALSE
+#define DEFAULT_CUSTOM_META FALSE
 #define DEFAULT_MESSAGE_INTERVAL 0
 #define DEFAULT_QOS TRUE
 /* A segment whose running time is this far from where the stream was is a jump. */
@@ -31,6 +34,7 @@ enum {
   PROP_RESET_ON_DISCONTINUITY,
   PROP_POST_MESSAGES,
   PROP_MESSAGE_INTERVAL,
+  PROP_CUSTOM_META,
   PROP_STATS,
   PROP_RESULT_LATENCY,
 };
@@ -45,6 +49,7 @@ struct Settings {
   bool reset_on_discont = DEFAULT_RESET_ON_DISCONTINUITY;
   bool post_messages = DEFAULT_POST_MESSAGES;
   guint64 message_interval = DEFAULT_MESSAGE_INTERVAL;
+  bool custom_meta = DEFAULT_CUSTOM_META;
 };
 
 struct Stats {
@@ -65,6 +70,10 @@ struct Pending {
 class Detector : public TokenSink {
  public:
   explicit Detector (GstNyDetect * element) : element_ (element) {}
+  ~Detector () override {
+    if (labels)
+      gst_nystream_labels_unref (labels);
+  }
 
   std::string model_path, instance_id;  /* GST_OBJECT_LOCK */
   Settings settings;   /* GST_OBJECT_LOCK */
@@ -77,6 +86,7 @@ class Detector : public TokenSink {
   std::unique_ptr<Frontend> frontend;
   std::vector<const gchar *> class_names;   /* NULL-terminated views of model->info() */
   std::string model_name;
+  GstNystreamLabels *labels = nullptr;      /* shared by every result's meta, start() .. stop() */
 
   /* Streaming-thread state. */
   Settings current;                 /* settings copied once per buffer */
@@ -240,7 +250,8 @@ gst_ny_detect_class_init (GstNyDetectClass * klass)
               GST_PARAM_MUTABLE_PLAYING)));
   g_object_class_install_property (gobject_class, PROP_POST_MESSAGES,
       g_param_spec_boolean ("post-messages", "Post messages",
-          "Post an element message on the bus for each result, like level",
+          "Post an element message on the bus for each result (rate: message-interval), "
+          "like level; each message allocates, so off by default",
           DEFAULT_POST_MESSAGES,
           (GParamFlags) (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
               GST_PARAM_MUTABLE_PLAYING)));
@@ -248,6 +259,13 @@ gst_ny_detect_class_init (GstNyDetectClass * klass)
       g_param_spec_uint64 ("message-interval", "Message interval",
           "Minimum time between bus messages in nanoseconds (0: one per result)", 0,
           G_MAXUINT64, DEFAULT_MESSAGE_INTERVAL,
+          (GParamFlags) (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+              GST_PARAM_MUTABLE_PLAYING)));
+  g_object_class_install_property (gobject_class, PROP_CUSTOM_META,
+      g_param_spec_boolean ("custom-meta", "Custom meta",
+          "Also attach each result as the GstCustomMeta \"NystreamResult\" (a GstStructure "
+          "PyGObject applications can read; allocates per result, so off by default)",
+          DEFAULT_CUSTOM_META,
           (GParamFlags) (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
               GST_PARAM_MUTABLE_PLAYING)));
   g_object_class_install_property (gobject_class, PROP_RESULT_LATENCY,
@@ -322,6 +340,9 @@ gst_ny_detect_set_property (GObject * object, guint prop_id, const GValue * valu
     case PROP_MESSAGE_INTERVAL:
       d->settings.message_interval = g_value_get_uint64 (value);
       break;
+    case PROP_CUSTOM_META:
+      d->settings.custom_meta = g_value_get_boolean (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -355,6 +376,9 @@ gst_ny_detect_get_property (GObject * object, guint prop_id, GValue * value, GPa
       break;
     case PROP_MESSAGE_INTERVAL:
       g_value_set_uint64 (value, d->settings.message_interval);
+      break;
+    case PROP_CUSTOM_META:
+      g_value_set_boolean (value, d->settings.custom_meta);
       break;
     case PROP_RESULT_LATENCY:
       g_value_set_uint64 (value, d->result_latency);
@@ -434,6 +458,10 @@ gst_ny_detect_start (GstBaseTransform * trans)
     d->class_names.push_back (name.c_str ());
   d->class_names.push_back (nullptr);
   d->model_name = info.name;
+  if (d->labels)
+    gst_nystream_labels_unref (d->labels);
+  d->labels = gst_nystream_labels_new (info.name.c_str (), GST_ELEMENT_NAME (self),
+      d->class_names.data (), info.classes.size ());
   d->last_message = GST_CLOCK_TIME_NONE;
   d->have_data = false;
   {
@@ -459,6 +487,7 @@ gst_ny_detect_stop (GstBaseTransform * trans)
   d->frontend.reset ();
   d->stream.reset ();
   d->model.reset ();
+  g_clear_pointer (&d->labels, gst_nystream_labels_unref);
   return TRUE;
 }
 
@@ -500,13 +529,20 @@ gst_ny_detect_set_caps (GstBaseTransform * trans, GstCaps * incaps, GstCaps * ou
   return TRUE;
 }
 
-/* Base transform drops late buffers when QoS is on; an analyser must not, so
- * queue every buffer and let transform_ip skip model steps instead. */
+/* As the base class's default, minus its QoS drop: an analyser must pass every
+ * buffer on, so transform_ip skips model steps for late ones instead. */
 static GstFlowReturn
 gst_ny_detect_submit_input_buffer (GstBaseTransform * trans, gboolean is_discont,
     GstBuffer * input)
 {
   (void) is_discont;
+  /* Downstream asked to renegotiate (caps or allocation): redo it now. */
+  if (!gst_base_transform_reconfigure (trans) ||
+      !gst_pad_has_current_caps (GST_BASE_TRANSFORM_SINK_PAD (trans))) {
+    gst_buffer_unref (input);
+    return GST_PAD_IS_FLUSHING (GST_BASE_TRANSFORM_SRC_PAD (trans)) ? GST_FLOW_FLUSHING :
+        GST_FLOW_NOT_NEGOTIATED;
+  }
   trans->queued_buf = input;
   return GST_FLOW_OK;
 }
@@ -522,8 +558,9 @@ gst_ny_detect_src_event (GstBaseTransform * trans, GstEvent * event)
     GstClockTime timestamp;
     gst_event_parse_qos (event, &type, &proportion, &diff, &timestamp);
     GST_OBJECT_LOCK (trans);
-    /* As basetransform: data before earliest would be late downstream. */
-    d->qos_earliest = diff > 0 ? timestamp + 2 * diff : timestamp + diff;
+    /* gst_base_transform_update_qos()'s: a buffer whose running time is at
+     * or before this would be late downstream. */
+    d->qos_earliest = timestamp + diff;
     GST_OBJECT_UNLOCK (trans);
   }
   return GST_BASE_TRANSFORM_CLASS (gst_ny_detect_parent_class)->src_event (trans, event);
@@ -593,10 +630,9 @@ publish_results (GstNyDetect * self, GstBuffer * buffer)
   for (std::size_t i = 0; i < d->pending_count; i++) {
     const nystream::plugin::Pending & r = d->pending[i];
     const GstClockTime start = r.span.start_ns, duration = r.span.end_ns - r.span.start_ns;
-    GstNystreamMeta *meta = gst_buffer_add_nystream_meta (buffer, d->model_name.c_str (),
-        GST_ELEMENT_NAME (self), d->class_names.data (), d->scores.size (),
+    GstNystreamMeta *meta = gst_buffer_add_nystream_meta_with_labels (buffer, d->labels,
         r.scores.data (), d->current.threshold, r.span.index, start, duration);
-    if (meta)
+    if (meta && d->current.custom_meta)
       gst_buffer_add_nystream_custom_meta (buffer, meta);
     const GstClockTime running = gst_segment_to_running_time (segment, GST_FORMAT_TIME, start);
     {
@@ -676,7 +712,7 @@ gst_ny_detect_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
   if (GST_BUFFER_IS_DISCONT (buf) && d->have_data && d->current.reset_on_discont)
     d->reset_stream ("DISCONT buffer");
   d->skipping = qos && GST_CLOCK_TIME_IS_VALID (earliest) && GST_CLOCK_TIME_IS_VALID (running) &&
-      running < earliest;
+      running <= earliest;
   if (d->skipping)
     GST_DEBUG_OBJECT (self, "late by %" GST_STIME_FORMAT ": skipping model steps",
         GST_STIME_ARGS (GST_CLOCK_DIFF (running, earliest)));

@@ -2,7 +2,10 @@
 
 #include <gst/video/video.h>
 
-#include <cstdio>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <string>
 
 #include "meta/gstnystreammeta.h"
@@ -22,7 +25,10 @@ struct _GstNyMetaConvert {
   gchar *location;     /* GST_OBJECT_LOCK */
   gchar *source;       /* GST_OBJECT_LOCK */
   gboolean append;     /* GST_OBJECT_LOCK */
-  FILE *out;           /* start() .. stop() */
+  int fd;              /* start() .. stop(), -1 when closed */
+  std::string *path;   /* what fd is, for error messages */
+  std::string *lines_buffer;   /* whole lines not yet written */
+  gint64 last_write_us;        /* monotonic */
   gchar *stream_id;    /* from STREAM_START */
   gint width, height;  /* video caps, 0 for audio */
   guint64 lines;
@@ -80,28 +86,60 @@ gst_ny_meta_convert_get_property (GObject * object, guint prop_id, GValue * valu
   GST_OBJECT_UNLOCK (self);
 }
 
+/* Lines are written in whole-line chunks by write(2): with O_APPEND each
+ * chunk lands at the end of the file in one piece, so converters in several
+ * branches can share one file without cutting each other's lines. */
+#define WRITE_CHUNK (1 << 16)
+/* Lines reach the file at least this often, for readers that follow it live. */
+#define WRITE_INTERVAL_US G_USEC_PER_SEC
+
+/* Writes everything buffered. FALSE (after posting the error) on a failed
+ * write: results would be lost, which is an error, not a warning. */
+static gboolean
+gst_ny_meta_convert_write_buffered (GstNyMetaConvert * self)
+{
+  std::string & pending = *self->lines_buffer;
+  std::size_t done = 0;
+  while (done < pending.size ()) {
+    const ssize_t n = write (self->fd, pending.data () + done, pending.size () - done);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      GST_ELEMENT_ERROR (self, RESOURCE, WRITE, ("Could not write the results to \"%s\".",
+              self->path->c_str ()), GST_ERROR_SYSTEM);
+      pending.clear ();
+      return FALSE;
+    }
+    done += n;
+  }
+  pending.clear ();
+  self->last_write_us = g_get_monotonic_time ();
+  return TRUE;
+}
+
 static gboolean
 gst_ny_meta_convert_start (GstBaseTransform * trans)
 {
   GstNyMetaConvert *self = GST_NY_META_CONVERT (trans);
   GST_OBJECT_LOCK (self);
-  std::string location = self->location ? self->location : DEFAULT_LOCATION;
+  *self->path = self->location ? self->location : DEFAULT_LOCATION;
   const gboolean append = self->append;
   GST_OBJECT_UNLOCK (self);
-  if (location == "-") {
-    self->out = stdout;
+  if (*self->path == "-") {
+    self->fd = STDOUT_FILENO;
+    *self->path = "standard output";
   } else {
-    /* O_APPEND: every write lands at the end of the file, so converters in
-     * several branches can share one file. Each buffer's lines go out in one
-     * flush, one write() while they fit the stream buffer, and so stay whole. */
-    self->out = std::fopen (location.c_str (), append ? "a" : "w");
-    if (!self->out) {
+    self->fd = open (self->path->c_str (),
+        O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0666);
+    if (self->fd < 0) {
       GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE, ("Could not open \"%s\" for writing.",
-              location.c_str ()), GST_ERROR_SYSTEM);
+              self->path->c_str ()), GST_ERROR_SYSTEM);
       return FALSE;
     }
-    std::setvbuf (self->out, nullptr, _IOFBF, 1 << 16);
   }
+  self->lines_buffer->clear ();
+  self->lines_buffer->reserve (2 * WRITE_CHUNK);
+  self->last_write_us = g_get_monotonic_time ();
   self->lines = 0;
   return TRUE;
 }
@@ -110,13 +148,18 @@ static gboolean
 gst_ny_meta_convert_stop (GstBaseTransform * trans)
 {
   GstNyMetaConvert *self = GST_NY_META_CONVERT (trans);
-  if (self->out && self->out != stdout)
-    std::fclose (self->out);
-  else if (self->out)
-    std::fflush (self->out);
-  self->out = nullptr;
+  gboolean ok = TRUE;
+  if (self->fd >= 0) {
+    ok = gst_ny_meta_convert_write_buffered (self);
+    if (self->fd != STDOUT_FILENO && close (self->fd) != 0 && ok) {
+      GST_ELEMENT_ERROR (self, RESOURCE, CLOSE, ("Could not close \"%s\".",
+              self->path->c_str ()), GST_ERROR_SYSTEM);
+      ok = FALSE;
+    }
+  }
+  self->fd = -1;
   g_clear_pointer (&self->stream_id, g_free);
-  return TRUE;
+  return ok;
 }
 
 static gboolean
@@ -135,8 +178,8 @@ gst_ny_meta_convert_set_caps (GstBaseTransform * trans, GstCaps * incaps, GstCap
   return TRUE;
 }
 
-/* One line per GstNystreamMeta on buf, then a flush: for each buffer and for
- * the carrier of the results the detector completed at EOS. */
+/* One line per GstNystreamMeta on buf, for each buffer and for the carrier of
+ * the results the detector completed at EOS. */
 static GstFlowReturn
 gst_ny_meta_convert_write (GstNyMetaConvert * self, GstBuffer * buf)
 {
@@ -146,21 +189,20 @@ gst_ny_meta_convert_write (GstNyMetaConvert * self, GstBuffer * buf)
 
   const NyResultContext where = { GST_BUFFER_PTS (buf), source.c_str (), self->width,
     self->height };
-  std::string text;
+  std::string & text = *self->lines_buffer;
   gpointer state = nullptr;
   GstMeta *meta;
   while ((meta = gst_buffer_iterate_meta_filtered (buf, &state, GST_NYSTREAM_META_API_TYPE))) {
     const GstNystreamMeta *r = reinterpret_cast<const GstNystreamMeta *> (meta);
-    text.clear ();
     ny_result_json_append (text, *r, where);
-    if (std::fprintf (self->out, "%s\n", text.c_str ()) < 0) {
-      GST_ELEMENT_ERROR (self, RESOURCE, WRITE, ("Could not write the results."),
-          GST_ERROR_SYSTEM);
-      return GST_FLOW_ERROR;
-    }
+    text += '\n';
     self->lines++;
   }
-  std::fflush (self->out);
+  if (text.size () >= WRITE_CHUNK ||
+      g_get_monotonic_time () - self->last_write_us >= WRITE_INTERVAL_US) {
+    if (!gst_ny_meta_convert_write_buffered (self))
+      return GST_FLOW_ERROR;
+  }
   return GST_FLOW_OK;
 }
 
@@ -179,7 +221,7 @@ gst_ny_meta_convert_sink_event (GstBaseTransform * trans, GstEvent * event)
     gst_event_parse_stream_start (event, &id);
     g_free (self->stream_id);
     self->stream_id = g_strdup (id);
-  } else if (GST_EVENT_TYPE (event) == GST_EVENT_CUSTOM_DOWNSTREAM && self->out &&
+  } else if (GST_EVENT_TYPE (event) == GST_EVENT_CUSTOM_DOWNSTREAM && self->fd >= 0 &&
       gst_event_has_name (event, GST_NYSTREAM_FINAL_RESULTS_EVENT)) {
     /* Never a buffer of the stream: written here only. Forwarded below, for
      * converters further down (after another detector). */
@@ -187,8 +229,12 @@ gst_ny_meta_convert_sink_event (GstBaseTransform * trans, GstEvent * event)
         GST_NYSTREAM_FINAL_RESULTS_FIELD);
     if (carrier && GST_VALUE_HOLDS_BUFFER (carrier))
       gst_ny_meta_convert_write (self, gst_value_get_buffer (carrier));
-  } else if (GST_EVENT_TYPE (event) == GST_EVENT_EOS && self->out) {
-    std::fflush (self->out);
+  } else if (GST_EVENT_TYPE (event) == GST_EVENT_EOS && self->fd >= 0) {
+    /* Before the EOS goes on: the application sees a write error first. */
+    if (!gst_ny_meta_convert_write_buffered (self)) {
+      gst_event_unref (event);
+      return FALSE;
+    }
   }
   return GST_BASE_TRANSFORM_CLASS (gst_ny_meta_convert_parent_class)->sink_event (trans, event);
 }
@@ -200,6 +246,8 @@ gst_ny_meta_convert_finalize (GObject * object)
   g_free (self->location);
   g_free (self->source);
   g_free (self->stream_id);
+  delete self->path;
+  delete self->lines_buffer;
   G_OBJECT_CLASS (gst_ny_meta_convert_parent_class)->finalize (object);
 }
 
@@ -255,5 +303,8 @@ static void
 gst_ny_meta_convert_init (GstNyMetaConvert * self)
 {
   self->location = g_strdup (DEFAULT_LOCATION);
+  self->fd = -1;
+  self->path = new std::string ();
+  self->lines_buffer = new std::string ();
   gst_base_transform_set_passthrough (GST_BASE_TRANSFORM (self), TRUE);
 }

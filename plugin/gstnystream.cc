@@ -3,6 +3,9 @@
 
 #include "gstnyaudiodetect.h"
 #include "gstnymetaconvert.h"
+#ifdef NYSTREAM_HAVE_MQTT
+#include "gstnymetapublish.h"
+#endif
 #include "gstnyoverlay.h"
 #include "gstnyvideodetect.h"
 #include "meta/gstnystreammeta.h"
@@ -16,6 +19,9 @@ plugin_init (GstPlugin * plugin)
   ok |= GST_ELEMENT_REGISTER (nyvideodetect, plugin);
   ok |= GST_ELEMENT_REGISTER (nymetaconvert, plugin);
   ok |= GST_ELEMENT_REGISTER (nyoverlay, plugin);
+#ifdef NYSTREAM_HAVE_MQTT
+  ok |= GST_ELEMENT_REGISTER (nymetapublish, plugin);
+#endif
   return ok;
 }
 

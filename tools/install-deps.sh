@@ -16,12 +16,16 @@ PACKAGES="
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-libav
   libcairo2-dev libpango1.0-dev python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
   timgm6mb-soundfont gstreamer1.0-plugins-ugly gstreamer1.0-x
+  mosquitto libmosquitto-dev librdkafka-dev python3-paho-mqtt openssl
 "
-# The last line is for tools/demo.sh: MIDI rendering (fluidsynth) with the TimGM6mb soundfont
+# The timgm6mb line is for tools/demo.sh: MIDI rendering (fluidsynth) with the TimGM6mb soundfont
 # (listed so that it, not another General MIDI soundfont, satisfies fluidsynth),
 # x264enc for annotated.mp4, and X video sinks for --show. The demo's media
 # packages (opencv-doc, tuxpaint-stamps-default, openttd-openmsx) are not
 # installed: tools/demo_media.py fetches them with `apt-get download` into a cache.
+# The mosquitto line is for nymetapublish: libmosquitto (MQTT) and librdkafka (Kafka)
+# to build it, the mosquitto broker, mosquitto_passwd and openssl (a test CA) for its
+# tests, paho-mqtt for examples/fleet_table.py.
 # libopenblas0-pthread: Debian's torch calls the generic reference BLAS unless an
 # optimised one provides libblas.so.3 (30x slower training without it).
 if [ "$(id -u)" != 0 ]; then

@@ -145,10 +145,43 @@ std::shared_ptr<const Model> Model::create(ModelConfig config, ModelWeights weig
   return create(std::move(config), std::move(weights), ModelInfo{}, error);
 }
 
+namespace {
+
+// Rounds every matrix a step multiplies by to the 16-bit type (so the float32
+// weights, and the batch model, hold exactly what the step reads) and packs it.
+std::unique_ptr<const PackedWeights> pack(const ModelConfig& c, ModelWeights& w) {
+  const WeightType type = c.weight_type;
+  auto packed = std::make_unique<PackedWeights>();
+  auto take = [type](Eigen::MatrixXf& m) {
+    m = m.unaryExpr([type](float v) { return round_to(type, v); });
+    return Matrix16(m, type);
+  };
+  packed->input = take(w.input);
+  packed->classifier = take(w.classifier);
+  for (LayerWeights& layer : w.layers) {
+    PackedWeights::Layer p;
+    p.qkv = take(layer.qkv);
+    if (c.output_projection) p.out = take(layer.out);
+    p.ff1 = take(layer.ff1);
+    p.ff2 = take(layer.ff2);
+    packed->layers.push_back(std::move(p));
+  }
+  return packed;
+}
+
+}  // namespace
+
 std::shared_ptr<const Model> Model::create(ModelConfig config, ModelWeights weights,
                                            ModelInfo info, std::string* error) {
   std::string problem = config.validate();
   if (problem.empty()) problem = check_weights(config, weights);
+  std::unique_ptr<const PackedWeights> packed;
+  if (problem.empty() && config.weight_type != WeightType::kF32) {
+    packed = pack(config, weights);
+    // F16 cannot hold |w| > 65504: such a weight rounds to Inf.
+    if (const std::string overflow = check_weights(config, weights); !overflow.empty())
+      problem = overflow + " once rounded to " + to_string(config.weight_type);
+  }
   if (problem.empty() && !info.classes.empty() &&
       static_cast<int>(info.classes.size()) != config.classes)
     problem = std::to_string(info.classes.size()) + " class names for " +
@@ -160,6 +193,7 @@ std::shared_ptr<const Model> Model::create(ModelConfig config, ModelWeights weig
   if (info.classes.empty())
     for (int i = 0; i < config.classes; ++i) info.classes.push_back("class" + std::to_string(i));
   std::shared_ptr<Model> model(new Model(std::move(config), std::move(weights), std::move(info)));
+  model->packed_ = std::move(packed);
   const ModelConfig& c = model->config_;
   model->fixed_pinv_.resize(c.blocks);
   if (c.attention == AttentionKind::kNystrom && c.schedule == LandmarkSchedule::kFixed) {

@@ -9,6 +9,8 @@
 // public functions catch everything.
 #include "nystream/model_file.h"
 
+#include "nystream/features/params.h"
+
 #include <algorithm>
 #include <cerrno>
 #include <climits>
@@ -104,23 +106,7 @@ std::uint64_t element_count(const Shape& shape) {
   return count;
 }
 
-// IEEE binary16 -> binary32 (exact: every half is a float).
-float half_to_float(std::uint16_t h) {
-  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
-  const std::uint32_t exponent = (h >> 10) & 0x1fu;
-  const std::uint32_t mantissa = h & 0x3ffu;
-  if (exponent == 0) {  // zero or subnormal: mantissa * 2^-24
-    const float magnitude = std::ldexp(static_cast<float>(mantissa), -24);
-    return sign ? -magnitude : magnitude;
-  }
-  const std::uint32_t bits = exponent == 0x1f ? sign | 0x7f800000u | mantissa << 13  // Inf, NaN
-                                              : sign | (exponent + 112) << 23 | mantissa << 13;
-  float out;
-  std::memcpy(&out, &bits, sizeof out);
-  return out;
-}
-
-enum class Dtype { kF32, kF16 };
+enum class Dtype { kF32, kF16, kBF16 };
 
 // A header entry that passed every check: where its bytes are.
 struct Located {
@@ -136,8 +122,9 @@ void read_values(const std::string& name, const Shape& shape, const std::uint8_t
   if (dtype == Dtype::kF32) {
     std::memcpy(out, bytes, count * 4);
   } else {
+    const auto widen = dtype == Dtype::kF16 ? from_half : from_bfloat16;
     for (std::uint64_t i = 0; i < count; ++i)
-      out[i] = half_to_float(static_cast<std::uint16_t>(bytes[2 * i] | bytes[2 * i + 1] << 8));
+      out[i] = widen(static_cast<std::uint16_t>(bytes[2 * i] | bytes[2 * i + 1] << 8));
   }
   for (std::uint64_t i = 0; i < count; ++i) {
     if (std::isfinite(out[i])) continue;
@@ -314,6 +301,26 @@ constexpr Extractor kExtractors[] = {
     {"video-motion", 1, "video"},
 };
 
+// The front end's parameters are part of the model: a file whose extractor
+// cannot run with them, or makes tokens of another length than the model takes,
+// is refused here, for every tool alike.
+void check_feature_params(const ModelInfo& info, int input_dim) {
+  std::string error;
+  int dim = input_dim;
+  if (info.feature_extractor == "log-mel") {
+    LogMelParams p;
+    if (!LogMelParams::parse(info.feature_params, &p, &error)) fail("features.params: " + error);
+    dim = p.dim();
+  } else if (info.feature_extractor == "video-motion") {
+    VideoMotionParams p;
+    if (!VideoMotionParams::parse(info.feature_params, &p, &error)) fail("features.params: " + error);
+    dim = p.dim();
+  }
+  if (dim != input_dim)
+    fail("features.params: " + info.feature_extractor + " makes " + std::to_string(dim) +
+         " features per token but architecture.input_dim is " + std::to_string(input_dim));
+}
+
 // ---------------------------------------------------------------- the container
 
 // Parses a JSON object (the header or the metadata document), refusing what is
@@ -371,8 +378,10 @@ Located locate(const std::string& name, const json& entry, const Shape& expected
     dtype = Dtype::kF32;
   else if (dtype_text == "F16")
     dtype = Dtype::kF16;
+  else if (dtype_text == "BF16")
+    dtype = Dtype::kBF16;
   else
-    fail(where + " has dtype " + dtype_text + ", expected F32 (or F16)");
+    fail(where + " has dtype " + dtype_text + ", expected F32, F16 or BF16");
 
   const json& shape = member(entry, "shape", where);
   if (!shape.is_array()) fail(where + " shape is " + type_text(shape) + ", expected an array");
@@ -459,6 +468,7 @@ std::shared_ptr<const Model> parse_or_throw(const std::uint8_t* data, std::size_
   config.classes = static_cast<int>(std::min<std::size_t>(info.classes.size(), INT_MAX));
   if (const std::string problem = config.validate(); !problem.empty())
     fail("architecture: " + problem);
+  check_feature_params(info, config.input_dim);
 
   ModelWeights weights;
   weights.layers.resize(config.blocks);
@@ -490,6 +500,15 @@ std::shared_ptr<const Model> parse_or_throw(const std::uint8_t* data, std::size_
            ", " + std::to_string(ranges[i - 1].first.end) + ") and " + ranges[i].second + " [" +
            std::to_string(ranges[i].first.begin) + ", " + std::to_string(ranges[i].first.end) +
            ") overlap");
+
+  // The step keeps linear weights 16-bit when every one of them is stored so
+  // (one type); any other mix is widened to float32, as before.
+  std::set<Dtype> linear_types;
+  for_each_tensor(config, weights, [&](const std::string& name, const Shape&, auto&, Layout layout) {
+    if (layout == Layout::kLinear) linear_types.insert(located.at(name).dtype);
+  });
+  if (linear_types.size() == 1 && *linear_types.begin() != Dtype::kF32)
+    config.weight_type = *linear_types.begin() == Dtype::kF16 ? WeightType::kF16 : WeightType::kBF16;
 
   // Pass 2: allocate with the validated shapes and fill.
   for_each_tensor(config, weights, [&](const std::string& name, const Shape& shape, auto& tensor,
@@ -566,9 +585,15 @@ void write_or_throw(const Model& model, const std::string& path) {
   const ModelWeights& w = model.weights();
   json header = {{"__metadata__", {{"nystream", metadata_document(model).dump()}}}};
   std::uint64_t offset = 0;
-  for_each_tensor(c, w, [&](const std::string& name, const Shape& shape, const auto&, Layout) {
-    const std::uint64_t bytes = element_count(shape) * 4;
-    header[name] = {{"dtype", "F32"}, {"shape", shape}, {"data_offsets", {offset, offset + bytes}}};
+  // Linear weights in the model's weight type (their values are already
+  // rounded to it), everything else F32.
+  const bool half = c.weight_type != WeightType::kF32;
+  const char* half_name = c.weight_type == WeightType::kF16 ? "F16" : "BF16";
+  for_each_tensor(c, w, [&](const std::string& name, const Shape& shape, const auto&, Layout layout) {
+    const bool sixteen = half && layout == Layout::kLinear;
+    const std::uint64_t bytes = element_count(shape) * (sixteen ? 2 : 4);
+    header[name] = {{"dtype", sixteen ? half_name : "F32"}, {"shape", shape},
+                    {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   });
   std::string text = header.dump();
@@ -580,12 +605,20 @@ void write_or_throw(const Model& model, const std::string& path) {
   for (int b = 0; b < 8; ++b) length[b] = static_cast<unsigned char>(text.size() >> (8 * b));
   out.write(reinterpret_cast<const char*>(length), 8);
   out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  for_each_tensor(c, w, [&out](const std::string&, const Shape&, const auto& tensor, Layout layout) {
+  for_each_tensor(c, w, [&](const std::string&, const Shape&, const auto& tensor, Layout layout) {
     // Column-major Eigen memory of the transpose is the row-major [out, in] file order.
     const Eigen::MatrixXf rows = layout == Layout::kLinear ? Eigen::MatrixXf(tensor.transpose())
                                                            : Eigen::MatrixXf(tensor);
-    out.write(reinterpret_cast<const char*>(rows.data()),
-              static_cast<std::streamsize>(rows.size() * sizeof(float)));
+    if (half && layout == Layout::kLinear) {
+      std::vector<std::uint16_t> bits(static_cast<std::size_t>(rows.size()));
+      for (Eigen::Index i = 0; i < rows.size(); ++i)
+        bits[i] = c.weight_type == WeightType::kF16 ? to_half(rows.data()[i]) : to_bfloat16(rows.data()[i]);
+      out.write(reinterpret_cast<const char*>(bits.data()),
+                static_cast<std::streamsize>(bits.size() * sizeof(std::uint16_t)));
+    } else {
+      out.write(reinterpret_cast<const char*>(rows.data()),
+                static_cast<std::streamsize>(rows.size() * sizeof(float)));
+    }
   });
   out.close();
   if (!out) fail("write error (" + std::string(std::strerror(errno)) + ")");

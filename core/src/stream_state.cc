@@ -40,6 +40,26 @@ void finish_block(const ModelConfig& c, const LayerWeights& w, const Residual& r
   layer_norm_columns(y, w.norm2_gamma, w.norm2_beta, c.layer_norm_eps);
 }
 
+// The same for one column with 16-bit weights: each product goes to its
+// output first, the residual is added after (y may alias residual).
+void finish_block(const ModelConfig& c, const LayerWeights& w, const PackedWeights::Layer& p,
+                  const Eigen::MatrixXf& residual, const Eigen::MatrixXf& attention,
+                  Eigen::MatrixXf& z, Eigen::MatrixXf& hidden, Eigen::MatrixXf& y) {
+  if (c.output_projection) {
+    multiply(p.out, attention.data(), z.data());
+    z += residual + w.out_bias;
+  } else {
+    z = residual + attention;
+  }
+  layer_norm_columns(z, w.norm1_gamma, w.norm1_beta, c.layer_norm_eps);
+  multiply(p.ff1, z.data(), hidden.data());
+  hidden += w.ff1_bias;
+  gelu(hidden);
+  multiply(p.ff2, hidden.data(), y.data());
+  y += z + w.ff2_bias;
+  layer_norm_columns(y, w.norm2_gamma, w.norm2_beta, c.layer_norm_eps);
+}
+
 }  // namespace
 
 struct StreamState::Impl {
@@ -47,6 +67,7 @@ struct StreamState::Impl {
       : model(std::move(m)),
         c(model->config()),
         w(model->weights()),
+        packed(model->packed()),
         scale(1.0f / std::pow(static_cast<float>(c.head_dim()), 0.25f)),
         normalized(c.input_dim),
         embedded(c.embed_dim),
@@ -96,7 +117,10 @@ struct StreamState::Impl {
     normalized = Eigen::Map<const Eigen::VectorXf>(features, c.input_dim);
     if (w.input_mean.size()) normalized = (normalized - w.input_mean).cwiseProduct(w.input_scale);
     if (normalized.allFinite()) {
-      embedded.noalias() = w.input * normalized;
+      if (packed)
+        multiply(packed->input, normalized.data(), embedded.data());
+      else
+        embedded.noalias() = w.input * normalized;
       embedded += w.input_bias + w.positions.col(time % c.positional_period);
       if (embedded.allFinite() && project_layer(0, embedded)) return true;
     }
@@ -106,7 +130,10 @@ struct StreamState::Impl {
 
   // q^, k^, v of layer l for its input x; false when they are not finite.
   bool project_layer(int l, const Eigen::Ref<const Eigen::VectorXf>& x) {
-    qkv.noalias() = w.layers[l].qkv * x;
+    if (packed)
+      multiply(packed->layers[l].qkv, x.data(), qkv.data());
+    else
+      qkv.noalias() = w.layers[l].qkv * x;
     qkv += w.layers[l].qkv_bias;
     if (!qkv.allFinite()) return false;
     q = qkv.head(c.embed_dim) * scale;
@@ -163,7 +190,10 @@ struct StreamState::Impl {
         return StepStatus::kNonFiniteOutput;
       }
       layers[l]->step(time, q, k, v, attention);
-      finish_block(c, w.layers[l], y, attention, z, hidden, y);
+      if (packed)
+        finish_block(c, w.layers[l], packed->layers[l], y, attention, z, hidden, y);
+      else
+        finish_block(c, w.layers[l], y, attention, z, hidden, y);
     }
     ++time;
     return StepStatus::kOk;
@@ -188,7 +218,10 @@ struct StreamState::Impl {
     }
     final_row = y;
     layer_norm_columns(final_row, w.final_gamma, w.final_beta, c.layer_norm_eps);
-    logits.noalias() = w.classifier * final_row.col(0);
+    if (packed)
+      multiply(packed->classifier, final_row.data(), logits.data());
+    else
+      logits.noalias() = w.classifier * final_row.col(0);
     logits += w.classifier_bias;
     if (!logits.allFinite()) return StepStatus::kNonFiniteOutput;
     activate(c.activation, logits, scores);
@@ -198,6 +231,7 @@ struct StreamState::Impl {
   std::shared_ptr<const Model> model;
   const ModelConfig& c;
   const ModelWeights& w;
+  const PackedWeights* packed;  // 16-bit copies, or nullptr
   float scale;
   std::int64_t time = 0;
   Eigen::VectorXf normalized, embedded, qkv, q, k, v;

@@ -181,6 +181,11 @@ def main(argv=None):
     k = sub.add_parser("checkpoint", help="export a nystream_ref.train checkpoint")
     k.add_argument("--checkpoint", required=True)
     k.add_argument("--out", required=True)
+    v = sub.add_parser("convert", help="rewrite a model file's linear weights as F16 or BF16 "
+                       "(the engine then keeps them 16-bit) or back to F32")
+    v.add_argument("--dtype", required=True, choices=("f32", "f16", "bf16"))
+    v.add_argument("file")
+    v.add_argument("--out", required=True)
     i = sub.add_parser("info", help="print a model file's metadata and tensors")
     i.add_argument("file")
     g = sub.add_parser("golden", help="write a random stream and its reference logits")
@@ -208,6 +213,13 @@ def main(argv=None):
         from .train import load_checkpoint
         model = load_checkpoint(args.checkpoint)
         save(model, args.out)
+    elif args.command == "convert":
+        tensors, metadata = safetensors_io.read(args.file)
+        # The linear layers' matrices (2-D "*.weight"); the rest stays F32.
+        dtype = args.dtype.upper()
+        dtypes = {name: dtype for name, t in tensors.items()
+                  if name.endswith(".weight") and t.ndim == 2}
+        safetensors_io.write(args.out, tensors, metadata, dtypes)
     elif args.command == "golden":
         from .reference import stream_logits
         model = load(args.model)

@@ -3,19 +3,32 @@
 The container (docs/model-format.md): 8 bytes N (uint64 little-endian), N bytes
 of UTF-8 JSON header (name -> {"dtype", "shape", "data_offsets"}, plus an optional
 "__metadata__" of string -> string), then the data buffer. Tensors are
-little-endian, row-major. We write F32 only; we read F32, F16 and F64.
+little-endian, row-major. We write F32, F16 and BF16; we read those and F64
+(BF16 comes back as float32: numpy has no bfloat16).
 """
 import json
 import struct
 
 import numpy as np
 
-_DTYPES = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "F64": np.dtype("<f8")}
+_DTYPES = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "F64": np.dtype("<f8"),
+           "BF16": np.dtype("<u2")}  # raw bits, widened on reading
+
+
+def to_bfloat16_bits(array):
+    """float32 -> bfloat16 bit patterns (uint16), rounded to nearest even."""
+    bits = np.ascontiguousarray(array, dtype="<f4").view("<u4").astype(np.uint64)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype("<u2")
+
+
+def from_bfloat16_bits(bits):
+    return (np.asarray(bits, dtype="<u2").astype("<u4") << 16).view("<f4")
 _ALIGN = 8  # header padded with spaces so the data buffer starts 8-byte aligned
 
 
-def write(path, tensors, metadata=None):
-    """Writes tensors (name -> array-like, stored as float32) and string metadata.
+def write(path, tensors, metadata=None, dtypes=None):
+    """Writes tensors (name -> array-like) and string metadata. dtypes (name ->
+    "F32" | "F16" | "BF16", rounded to nearest even) defaults to F32.
 
     Tensors are laid out in name order, without gaps; the header is padded with
     trailing spaces (allowed by the format) to an 8-byte boundary.
@@ -26,9 +39,16 @@ def write(path, tensors, metadata=None):
     for name in sorted(tensors):
         if name == "__metadata__":
             raise ValueError("'__metadata__' is reserved")
+        dtype = (dtypes or {}).get(name, "F32")
         array = np.ascontiguousarray(np.asarray(tensors[name], dtype="<f4"))
+        if dtype == "F16":
+            array = array.astype("<f2")
+        elif dtype == "BF16":
+            array = to_bfloat16_bits(array)
+        elif dtype != "F32":
+            raise ValueError(f"tensor {name}: cannot write dtype {dtype}")
         blob = array.tobytes(order="C")
-        header[name] = {"dtype": "F32", "shape": list(array.shape),
+        header[name] = {"dtype": dtype, "shape": list(array.shape),
                         "data_offsets": [offset, offset + len(blob)]}
         blobs.append(blob)
         offset += len(blob)
@@ -77,6 +97,8 @@ def read(path):
             raise ValueError(f"{path}: tensor {name} has bad data_offsets {[begin, end]}")
         ranges.append((begin, end, name))
         tensors[name] = np.frombuffer(buffer[begin:end], dtype=dtype).reshape(shape).copy()
+        if entry["dtype"] == "BF16":
+            tensors[name] = from_bfloat16_bits(tensors[name])
     ranges.sort()
     for (_, end_a, a), (begin_b, _, b) in zip(ranges, ranges[1:]):
         if begin_b < end_a:

@@ -2,10 +2,63 @@
 
 #include <string.h>
 
+struct _GstNystreamLabels {
+  gint refcount;
+  gchar *model_name;
+  gchar *source;
+  guint n_classes;
+  gchar **class_names;
+};
+
+/* The registered meta: the public struct, then what its pointers point to. */
+typedef struct {
+  GstNystreamMeta result;
+  GstNystreamLabels *labels;
+  gfloat scores[GST_NYSTREAM_META_INLINE_CLASSES];
+  guint active[GST_NYSTREAM_META_INLINE_CLASSES];
+} NystreamMetaStorage;
+
+GstNystreamLabels *
+gst_nystream_labels_new (const gchar * model_name, const gchar * source,
+    const gchar * const *class_names, guint n_classes)
+{
+  GstNystreamLabels *labels = g_new0 (GstNystreamLabels, 1);
+  guint i;
+
+  labels->refcount = 1;
+  labels->model_name = g_strdup (model_name ? model_name : "");
+  labels->source = g_strdup (source ? source : "");
+  labels->n_classes = n_classes;
+  labels->class_names = g_new0 (gchar *, n_classes + 1);
+  for (i = 0; i < n_classes; i++)
+    labels->class_names[i] = g_strdup (class_names[i]);
+  return labels;
+}
+
+GstNystreamLabels *
+gst_nystream_labels_ref (GstNystreamLabels * labels)
+{
+  g_atomic_int_inc (&labels->refcount);
+  return labels;
+}
+
+void
+gst_nystream_labels_unref (GstNystreamLabels * labels)
+{
+  if (!labels || !g_atomic_int_dec_and_test (&labels->refcount))
+    return;
+  g_free (labels->model_name);
+  g_free (labels->source);
+  g_strfreev (labels->class_names);
+  g_free (labels);
+}
+
 static gboolean
 nystream_meta_init (GstMeta * meta, gpointer params, GstBuffer * buffer)
 {
-  GstNystreamMeta *m = (GstNystreamMeta *) meta;
+  NystreamMetaStorage *storage = (NystreamMetaStorage *) meta;
+  GstNystreamMeta *m = &storage->result;
+  storage->labels = NULL;
   m->model_name = NULL;
   m->source = NULL;
   m->n_classes = 0;
@@ -25,36 +78,42 @@ nystream_meta_init (GstMeta * meta, gpointer params, GstBuffer * buffer)
 static void
 nystream_meta_free (GstMeta * meta, GstBuffer * buffer)
 {
-  GstNystreamMeta *m = (GstNystreamMeta *) meta;
-  g_free (m->model_name);
-  g_free (m->source);
-  g_strfreev (m->class_names);
-  g_free (m->scores);
-  g_free (m->active);
+  NystreamMetaStorage *storage = (NystreamMetaStorage *) meta;
+  if (storage->result.scores != storage->scores)
+    g_free (storage->result.scores);
+  if (storage->result.active != storage->active)
+    g_free (storage->result.active);
+  gst_nystream_labels_unref (storage->labels);
 }
 
 static void
-nystream_meta_fill (GstNystreamMeta * m, const gchar * model_name,
-    const gchar * source, const gchar * const *class_names, guint n_classes,
+nystream_meta_fill (NystreamMetaStorage * storage, GstNystreamLabels * labels,
     const gfloat * scores, gfloat threshold, guint64 token_index,
     GstClockTime start, GstClockTime duration)
 {
+  GstNystreamMeta *m = &storage->result;
+  const guint n_classes = labels->n_classes;
   guint i;
 
-  m->model_name = g_strdup (model_name);
-  m->source = g_strdup (source);
+  storage->labels = gst_nystream_labels_ref (labels);
+  m->model_name = labels->model_name;
+  m->source = labels->source;
   m->n_classes = n_classes;
-  m->class_names = g_new0 (gchar *, n_classes + 1);
-  for (i = 0; i < n_classes; i++)
-    m->class_names[i] = g_strdup (class_names[i]);
-  m->scores = g_memdup2 (scores, n_classes * sizeof (gfloat));
+  m->class_names = labels->class_names;
+  if (n_classes <= GST_NYSTREAM_META_INLINE_CLASSES) {
+    m->scores = storage->scores;
+    m->active = storage->active;
+  } else {
+    m->scores = g_new (gfloat, n_classes);
+    m->active = g_new (guint, n_classes);
+  }
+  memcpy (m->scores, scores, n_classes * sizeof (gfloat));
   m->label_id = 0;
   for (i = 1; i < n_classes; i++)
     if (scores[i] > scores[m->label_id])
       m->label_id = i;
   m->confidence = n_classes ? scores[m->label_id] : 0.0f;
   m->threshold = threshold;
-  m->active = g_new0 (guint, n_classes ? n_classes : 1);
   m->n_active = 0;
   for (i = 0; i < n_classes; i++)
     if (scores[i] >= threshold)
@@ -68,17 +127,12 @@ static gboolean
 nystream_meta_transform (GstBuffer * dest, GstMeta * meta, GstBuffer * buffer,
     GQuark type, gpointer data)
 {
-  GstNystreamMeta *m = (GstNystreamMeta *) meta;
+  NystreamMetaStorage *m = (NystreamMetaStorage *) meta;
   /* A copy, a region or a conversion of the buffer describes the same media
    * time, so the result stays valid: copy it whatever the transform. */
-  GstNystreamMeta *copy = (GstNystreamMeta *) gst_buffer_add_meta (dest,
-      GST_NYSTREAM_META_INFO, NULL);
-  if (!copy)
-    return FALSE;
-  nystream_meta_fill (copy, m->model_name, m->source,
-      (const gchar * const *) m->class_names, m->n_classes, m->scores,
-      m->threshold, m->token_index, m->start, m->duration);
-  return TRUE;
+  return gst_buffer_add_nystream_meta_with_labels (dest, m->labels,
+      m->result.scores, m->result.threshold, m->result.token_index,
+      m->result.start, m->result.duration) != NULL;
 }
 
 GType
@@ -102,11 +156,31 @@ gst_nystream_meta_get_info (void)
 
   if (g_once_init_enter ((GstMetaInfo **) & info)) {
     const GstMetaInfo *i = gst_meta_register (GST_NYSTREAM_META_API_TYPE,
-        "GstNystreamMeta", sizeof (GstNystreamMeta), nystream_meta_init,
+        "GstNystreamMeta", sizeof (NystreamMetaStorage), nystream_meta_init,
         nystream_meta_free, nystream_meta_transform);
     g_once_init_leave ((GstMetaInfo **) & info, (GstMetaInfo *) i);
   }
   return info;
+}
+
+GstNystreamMeta *
+gst_buffer_add_nystream_meta_with_labels (GstBuffer * buffer,
+    GstNystreamLabels * labels, const gfloat * scores, gfloat threshold,
+    guint64 token_index, GstClockTime start, GstClockTime duration)
+{
+  NystreamMetaStorage *m;
+
+  g_return_val_if_fail (GST_IS_BUFFER (buffer), NULL);
+  g_return_val_if_fail (gst_buffer_is_writable (buffer), NULL);
+  g_return_val_if_fail (labels != NULL, NULL);
+
+  m = (NystreamMetaStorage *) gst_buffer_add_meta (buffer,
+      GST_NYSTREAM_META_INFO, NULL);
+  if (!m)
+    return NULL;
+  nystream_meta_fill (m, labels, scores, threshold, token_index, start,
+      duration);
+  return &m->result;
 }
 
 GstNystreamMeta *
@@ -115,16 +189,14 @@ gst_buffer_add_nystream_meta (GstBuffer * buffer, const gchar * model_name,
     const gfloat * scores, gfloat threshold, guint64 token_index,
     GstClockTime start, GstClockTime duration)
 {
+  GstNystreamLabels *labels;
   GstNystreamMeta *m;
 
   g_return_val_if_fail (GST_IS_BUFFER (buffer), NULL);
-  g_return_val_if_fail (gst_buffer_is_writable (buffer), NULL);
-
-  m = (GstNystreamMeta *) gst_buffer_add_meta (buffer, GST_NYSTREAM_META_INFO,
-      NULL);
-  if (m)
-    nystream_meta_fill (m, model_name, source, class_names, n_classes, scores,
-        threshold, token_index, start, duration);
+  labels = gst_nystream_labels_new (model_name, source, class_names, n_classes);
+  m = gst_buffer_add_nystream_meta_with_labels (buffer, labels, scores,
+      threshold, token_index, start, duration);
+  gst_nystream_labels_unref (labels);
   return m;
 }
 

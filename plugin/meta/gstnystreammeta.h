@@ -72,6 +72,25 @@ GstNystreamMeta *gst_buffer_add_nystream_meta (GstBuffer * buffer,
     gfloat threshold, guint64 token_index, GstClockTime start,
     GstClockTime duration);
 
+/* The strings every result of one detector shares (model name, source, class
+ * names), reference-counted: a producer makes them once per stream and adds
+ * results without allocating (scores of up to GST_NYSTREAM_META_INLINE_CLASSES
+ * classes are stored in the meta itself). Copies of the meta share them too. */
+typedef struct _GstNystreamLabels GstNystreamLabels;
+
+#define GST_NYSTREAM_META_INLINE_CLASSES 32
+
+GstNystreamLabels *gst_nystream_labels_new (const gchar * model_name,
+    const gchar * source, const gchar * const *class_names, guint n_classes);
+GstNystreamLabels *gst_nystream_labels_ref (GstNystreamLabels * labels);
+void gst_nystream_labels_unref (GstNystreamLabels * labels);
+
+/* As gst_buffer_add_nystream_meta, with labels->n_classes scores; takes a
+ * reference to labels. */
+GstNystreamMeta *gst_buffer_add_nystream_meta_with_labels (GstBuffer * buffer,
+    GstNystreamLabels * labels, const gfloat * scores, gfloat threshold,
+    guint64 token_index, GstClockTime start, GstClockTime duration);
+
 /* The first Nystream meta on buffer, or NULL. */
 #define gst_buffer_get_nystream_meta(b) \
   ((GstNystreamMeta *) gst_buffer_get_meta ((b), GST_NYSTREAM_META_API_TYPE))

@@ -125,5 +125,18 @@ open(w("ab.ts"), "wb").write(open(w("a.ts"), "rb").read() + open(w("b.ts"), "rb"
 r = tool(w("ab.ts"), "-e", "video-motion", "-o", w("abv.npy"))
 check(r.returncode == 0 and "size or format changed" in r.stderr, "video size change: reset, warned", r.stderr)
 
+# Samples of 1e30 make Inf features: written (the element treats them as padding
+# too), but the tool says so, naming the first such token.
+samples = np.full(16000, 1e30, np.float32)
+samples[:8000] = 0.1 * np.sin(np.arange(8000) * 0.2)
+samples.tofile(w("huge.f32"))
+ffmpeg("-f", "f32le", "-ar", "16000", "-ac", "1", "-i", w("huge.f32"), "-c:a", "pcm_f32le", w("huge.wav"))
+r = tool("-q", "-e", "log-mel", w("huge.wav"), "-o", w("huge.npy"))
+huge = np.load(w("huge.npy")) if r.returncode == 0 else np.zeros((0, 0))
+bad = ~np.isfinite(huge).all(axis=1)
+check(r.returncode == 0 and bad.any() and "hold NaN or Inf features" in r.stderr
+      and f"first: token {int(np.argmax(bad))}," in r.stderr,
+      "samples of 1e30: non-finite features are reported on stderr", r.stderr)
+
 print(f"{len(failures)} failed" if failures else "all passed")
 sys.exit(1 if failures else 0)

@@ -36,7 +36,7 @@ class Infer : public ::testing::Test {
  protected:
   void SetUp() override {
     const char* exe = std::getenv("NYSTREAM_INFER");
-    if (!exe) GTEST_SKIP() << "NYSTREAM_INFER not set (run through meson test)";
+    ASSERT_NE(exe, nullptr) << "NYSTREAM_INFER not set (run through meson test)";
     exe_ = exe;
     model_ = small_model(small_config(LandmarkSchedule::kContinual, 2));
     std::string error;

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "helpers.h"
+#include "npy.h"
 
 namespace nystream::testing {
 namespace {
@@ -169,21 +170,40 @@ TEST(ModelFile, F16TensorsAreWidened) {
   const auto loaded = parse_model(bytes.data(), bytes.size(), "half", &error);
   ASSERT_TRUE(loaded) << error;
   expect_same_weights(original->weights(), loaded->weights());
+  // Every linear weight F16: the step keeps them 16-bit.
+  EXPECT_EQ(loaded->config().weight_type, WeightType::kF16);
 }
 
 // The files the Python exporter wrote (models/test) load, and a stream over
-// their features gives the logits PyTorch computed.
+// their features gives the logits PyTorch computed (golden .npy files), to the
+// equivalence tests' 2e-4: float32 in both, summed in other orders.
 TEST(ModelFile, LoadsFilesWrittenByThePythonExporter) {
   const char* root = std::getenv("NYSTREAM_SOURCE_ROOT");
-  if (!root) GTEST_SKIP() << "NYSTREAM_SOURCE_ROOT not set";
+  ASSERT_NE(root, nullptr) << "NYSTREAM_SOURCE_ROOT not set (meson sets it)";
   for (const std::string name : {"tiny-continual", "tiny-fixed-2blocks"}) {
-    const std::string path = std::string(root) + "/models/test/" + name + ".safetensors";
-    if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not found";
+    SCOPED_TRACE(name);
+    const std::string base = std::string(root) + "/models/test/" + name;
     std::string error;
-    const auto model = load_model(path, &error);
+    const auto model = load_model(base + ".safetensors", &error);
     ASSERT_TRUE(model) << error;
     EXPECT_EQ(model->info().feature_extractor, "identity");
-    EXPECT_FALSE(model->info().classes.empty());
+    cli::NpyArray features, golden;
+    ASSERT_TRUE(cli::read_npy(base + ".features.npy", &features, &error)) << error;
+    ASSERT_TRUE(cli::read_npy(base + ".logits.npy", &golden, &error)) << error;
+    const int classes = model->config().classes;
+    ASSERT_EQ(features.cols(), model->config().input_dim);
+    ASSERT_EQ(golden.rows(), features.rows());
+    ASSERT_EQ(golden.cols(), classes);
+    ASSERT_GE(features.rows(), 50);
+    StreamState stream(model);
+    std::vector<float> scores(classes);
+    double worst = 0;
+    for (std::int64_t t = 0; t < features.rows(); ++t) {
+      ASSERT_EQ(stream.step(features.data.data() + t * features.cols(), scores.data()), StepStatus::kOk);
+      for (int c = 0; c < classes; ++c)
+        worst = std::max(worst, std::abs(double(stream.logits()[c]) - golden.data[t * classes + c]));
+    }
+    EXPECT_LT(worst, 2e-4);
   }
 }
 
@@ -191,7 +211,7 @@ TEST(ModelFile, LoadsFilesWrittenByThePythonExporter) {
 // so fuzzing starts from inputs that reach every stage of the loader.
 TEST(ModelFile, FuzzSeedCorpusLoads) {
   const char* root = std::getenv("NYSTREAM_SOURCE_ROOT");
-  if (!root) GTEST_SKIP() << "NYSTREAM_SOURCE_ROOT not set";
+  ASSERT_NE(root, nullptr) << "NYSTREAM_SOURCE_ROOT not set (meson sets it)";
   int seeds = 0;
   for (const auto& entry : std::filesystem::directory_iterator(std::string(root) + "/fuzz/corpus")) {
     std::string error;
@@ -290,9 +310,33 @@ TEST_F(Corrupt, UnknownFeatureExtractor) {
   EXPECT_EQ(parse_error(parts_.join()), "test.safetensors: modality is \"features\", expected "
                                         "\"audio\" (the modality of log-mel)");
   parts_.doc["modality"] = "audio";
+  EXPECT_EQ(parse_error(parts_.join()),
+            "test.safetensors: features.params: log-mel makes 128 features per token but "
+            "architecture.input_dim is 8");
+  parts_.doc["features"]["params"] = {{"n_mels", 4}};  // mean-std: 8 features
   EXPECT_EQ(parse_error(parts_.join()), "");
   EXPECT_TRUE(known_feature_extractor("video-motion", 1));
   EXPECT_FALSE(known_feature_extractor("identity", 2));
+}
+
+// Front-end parameters no extractor can run with are refused at load, for
+// every tool, naming the key (nystream-infer used to load them).
+TEST_F(Corrupt, ImpossibleFrontEndParams) {
+  parts_.doc["modality"] = "audio";
+  for (const auto& [key, value] : std::vector<std::pair<std::string, double>>{
+           {"sample_rate", 0}, {"sample_rate", 1e9}, {"n_fft", 0}, {"hop_length", 0}, {"n_mels", 0}}) {
+    parts_.doc["features"] = {{"extractor", "log-mel"}, {"version", 1},
+                              {"params", {{"n_mels", 4}, {key, value}}}};
+    if (key == "n_mels") parts_.doc["features"]["params"] = {{"n_mels", 0}};
+    const std::string error = parse_error(parts_.join());
+    EXPECT_NE(error.find("features.params: log-mel:"), std::string::npos) << key << ": " << error;
+    EXPECT_NE(error.find(key), std::string::npos) << key << ": " << error;
+  }
+  parts_.doc["modality"] = "video";
+  parts_.doc["features"] = {{"extractor", "video-motion"}, {"version", 1},
+                            {"params", {{"analysis_width", 0}}}};
+  const std::string error = parse_error(parts_.join());
+  EXPECT_NE(error.find("features.params: video-motion:"), std::string::npos) << error;
 }
 
 TEST_F(Corrupt, BadJson) {
@@ -377,9 +421,9 @@ TEST_F(Corrupt, OffsetsOutOfBoundsOrOverlapping) {
 }
 
 TEST_F(Corrupt, DtypeNotFloat) {
-  parts_.header["positions"]["dtype"] = "BF16";
+  parts_.header["positions"]["dtype"] = "I32";
   EXPECT_EQ(parse_error(parts_.join()),
-            "test.safetensors: tensor positions has dtype BF16, expected F32 (or F16)");
+            "test.safetensors: tensor positions has dtype I32, expected F32, F16 or BF16");
 }
 
 TEST_F(Corrupt, ArchitectureInconsistent) {

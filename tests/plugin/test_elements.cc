@@ -146,21 +146,27 @@ TEST_F(Elements, AudioBuffersLeaveUnchangedWithContiguousTokenSpans) {
   gst_harness_teardown(h);
 }
 
+std::vector<GstBuffer*> make_video(int frames, int width, int height, int fps, std::uint32_t seed,
+                                   GstClockTime start = 0) {
+  std::mt19937 engine(seed);
+  std::vector<GstBuffer*> out;
+  const gsize size = width * height * 3 / 2;
+  for (int i = 0; i < frames; ++i) {
+    std::vector<guint8> data(size);
+    for (auto& p : data) p = static_cast<guint8>(engine());
+    GstBuffer* b = gst_buffer_new_memdup(data.data(), size);
+    GST_BUFFER_PTS(b) = start + gst_util_uint64_scale(i, GST_SECOND, fps);
+    GST_BUFFER_DURATION(b) = start + gst_util_uint64_scale(i + 1, GST_SECOND, fps) - GST_BUFFER_PTS(b);
+    out.push_back(b);
+  }
+  return out;
+}
+
 TEST_F(Elements, VideoBuffersLeaveUnchangedWithResults) {
   GstHarness* h = gst_harness_new_parse(
       ("nyvideodetect model=" + test_file("video-random.safetensors")).c_str());
   gst_harness_set_src_caps_str(h, "video/x-raw,format=I420,width=160,height=120,framerate=30/1");
-  std::mt19937 engine(5);
-  std::vector<GstBuffer*> frames;
-  const gsize size = 160 * 120 * 3 / 2;
-  for (int i = 0; i < 60; ++i) {
-    std::vector<guint8> data(size);
-    for (auto& p : data) p = static_cast<guint8>(engine());
-    GstBuffer* b = gst_buffer_new_memdup(data.data(), size);
-    GST_BUFFER_PTS(b) = gst_util_uint64_scale(i, GST_SECOND, 30);
-    GST_BUFFER_DURATION(b) = gst_util_uint64_scale(i + 1, GST_SECOND, 30) - GST_BUFFER_PTS(b);
-    frames.push_back(b);
-  }
+  const std::vector<GstBuffer*> frames = make_video(60, 160, 120, 30, 5);
   const std::vector<Result> results = run_harness(h, frames);
   // The same frames again, with timestamps going backwards: passed on, counted.
   for (GstBuffer* b : frames) {
@@ -200,6 +206,66 @@ TEST_F(Elements, FlushMidStreamEqualsAFreshStartFromThere) {
   gst_harness_teardown(fresh);
   ASSERT_GT(after_flush.size(), 30u);
   EXPECT_EQ(after_flush, from_scratch);
+}
+
+// Caps change mid-stream (another rate and channel count, another frame size
+// and rate): the stream resets and what follows equals a fresh start in the new
+// format, buffer for buffer; what came before equals a run of it alone.
+TEST_F(Elements, AudioCapsChangeMidStreamEqualsAFreshStartInTheNewFormat) {
+  const AudioInput first = make_audio(100, 22050, 2, 21);
+  const AudioInput second = make_audio(150, 16000, 1, 22, 3 * GST_SECOND);
+  const char* second_caps = "audio/x-raw,format=S16LE,rate=16000,channels=1,layout=interleaved";
+
+  GstHarness* h = audio_harness();
+  const std::vector<Result> before = run_harness(h, first.buffers);
+  gst_harness_set_src_caps_str(h, second_caps);
+  const std::vector<Result> after = run_harness(h, second.buffers);
+  const guint64 resets = stat(h, "nyaudiodetect", "resets");
+  gst_harness_teardown(h);
+
+  GstHarness* alone = audio_harness();
+  const std::vector<Result> first_alone = run_harness(alone, first.buffers);
+  gst_harness_teardown(alone);
+  GstHarness* fresh = audio_harness();
+  gst_harness_set_src_caps_str(fresh, second_caps);
+  const std::vector<Result> from_scratch = run_harness(fresh, second.buffers);
+  gst_harness_teardown(fresh);
+  ASSERT_GT(before.size(), 15u);
+  ASSERT_GT(after.size(), 30u);
+  EXPECT_EQ(before, first_alone);
+  EXPECT_EQ(after, from_scratch);
+  EXPECT_EQ(resets, 2u);  // first caps, the change
+}
+
+TEST_F(Elements, VideoCapsChangeMidStreamEqualsAFreshStartInTheNewFormat) {
+  const std::string launch = "nyvideodetect model=" + test_file("video-random.safetensors");
+  const char* first_caps = "video/x-raw,format=I420,width=160,height=120,framerate=30/1";
+  const char* second_caps = "video/x-raw,format=I420,width=320,height=240,framerate=15/1";
+  std::vector<GstBuffer*> first = make_video(45, 160, 120, 30, 23);
+  std::vector<GstBuffer*> second = make_video(45, 320, 240, 15, 24, 2 * GST_SECOND);
+
+  GstHarness* h = gst_harness_new_parse(launch.c_str());
+  gst_harness_set_src_caps_str(h, first_caps);
+  const std::vector<Result> before = run_harness(h, first);
+  gst_harness_set_src_caps_str(h, second_caps);
+  const std::vector<Result> after = run_harness(h, second);
+  gst_harness_teardown(h);
+
+  GstHarness* alone = gst_harness_new_parse(launch.c_str());
+  gst_harness_set_src_caps_str(alone, first_caps);
+  const std::vector<Result> first_alone = run_harness(alone, first);
+  gst_harness_teardown(alone);
+  GstHarness* fresh = gst_harness_new_parse(launch.c_str());
+  gst_harness_set_src_caps_str(fresh, second_caps);
+  const std::vector<Result> from_scratch = run_harness(fresh, second);
+  gst_harness_teardown(fresh);
+  for (GstBuffer* b : first) gst_buffer_unref(b);
+  for (GstBuffer* b : second) gst_buffer_unref(b);
+  ASSERT_GT(before.size(), 10u);
+  ASSERT_GT(after.size(), 20u);
+  EXPECT_EQ(before, first_alone);
+  EXPECT_EQ(after, from_scratch);
+  EXPECT_EQ(after.front().start, 2 * GST_SECOND);
 }
 
 TEST_F(Elements, DiscontinuityResetsTheStream) {
@@ -253,9 +319,10 @@ TEST_F(Elements, InferenceIntervalReportsEveryKthToken) {
 TEST_F(Elements, LateBuffersSkipModelStepsButPassUnchanged) {
   GstHarness* h = audio_harness();
   const AudioInput input = make_audio(200, 22050, 2, 3);
-  // Downstream says: anything before 3 s running time is late.
+  // Downstream says: the buffer at 2 s ran 1 s late, so (as GstBaseTransform
+  // reads it: timestamp + diff) anything up to 3 s running time is late.
   gst_harness_push_upstream_event(
-      h, gst_event_new_qos(GST_QOS_TYPE_UNDERFLOW, 0.5, 0, 3 * GST_SECOND));
+      h, gst_event_new_qos(GST_QOS_TYPE_UNDERFLOW, 0.5, GST_SECOND, 2 * GST_SECOND));
   const std::vector<Result> results = run_harness(h, input.buffers);  // checks every buffer
   const guint64 skipped = stat(h, "nyaudiodetect", "skipped-qos");
   const guint64 tokens = stat(h, "nyaudiodetect", "tokens");
@@ -471,7 +538,7 @@ TEST_F(Elements, MetaConvertWritesEveryResultIncludingThoseDrainedAtEos) {
     SCOPED_TRACE(element);
     PipelineRun run;
     run_pipeline("filesrc location=" + file + " ! decodebin ! " + element + " name=d model=" + model +
-                     " message-interval=0 ! nymetaconvert location=" + json + " ! fakesink", &run);
+                     " post-messages=true message-interval=0 ! nymetaconvert location=" + json + " ! fakesink", &run);
     ASSERT_EQ(run.error, "");
     const std::vector<guint64>& posted = run.message_tokens["d"];
     ASSERT_GT(posted.size(), 20u);
@@ -500,8 +567,9 @@ TEST_F(Elements, ChainedDetectorsEachConverterWritesEveryResultOnce) {
   const std::string first = test_file("chain-first.jsonl"), second = test_file("chain-second.jsonl");
   PipelineRun run;
   run_pipeline("filesrc location=" + make_wav(128, "eos-test.wav") +
-                   " ! decodebin ! nyaudiodetect name=d model=" + model + " ! nymetaconvert location=" +
-                   first + " ! nyaudiodetect name=d2 model=" + model +
+                   " ! decodebin ! nyaudiodetect name=d post-messages=true model=" + model +
+                   " ! nymetaconvert location=" + first +
+                   " ! nyaudiodetect name=d2 post-messages=true model=" + model +
                    " ! nymetaconvert location=" + second + " ! fakesink", &run);
   ASSERT_EQ(run.error, "");
   ASSERT_GT(run.final_results, 0u);
@@ -523,7 +591,7 @@ TEST_F(Elements, MetaConvertAppendLetsBranchesShareOneFile) {
   std::ofstream(json) << "{\"earlier\": true}\n";
   PipelineRun run;
   const std::string source = "filesrc location=" + make_wav(128, "eos-test.wav") + " ! decodebin";
-  const std::string branch = " ! queue ! nyaudiodetect model=" + model + " name=";
+  const std::string branch = " ! queue ! nyaudiodetect post-messages=true model=" + model + " name=";
   const std::string convert = " ! nymetaconvert append=true location=" + json + " ! fakesink";
   run_pipeline(source + " ! tee name=t t." + branch + "a" + convert + " t." + branch + "b" + convert,
                &run);
@@ -565,6 +633,54 @@ TEST_F(Elements, MetaConvertWithNothingDrainedAtEos) {
                    " ! nymetaconvert location=" + json + " ! fakesink", &empty);
   ASSERT_EQ(empty.error, "");
   EXPECT_TRUE(read_json_lines(json).empty());
+}
+
+// The same in real pipelines: concat plays a second source of another format
+// after the first. Nothing stalls (EOS within the timeout), each part's tokens
+// count from 0 and cover its own media.
+TEST_F(Elements, CapsChangeInARealPipelineDoesNotStall) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"nyaudiodetect model=" + test_file("audio-random.safetensors"),
+       "audiotestsrc num-buffers=40 samplesperbuffer=1024 ! audio/x-raw,rate=22050,channels=2 ! c. "
+       "audiotestsrc num-buffers=40 samplesperbuffer=1024 wave=pink-noise ! "
+       "audio/x-raw,rate=16000,channels=1 ! c."},
+      {"nyvideodetect model=" + test_file("video-random.safetensors"),
+       "videotestsrc num-buffers=30 ! video/x-raw,format=I420,width=160,height=120,framerate=30/1 ! c. "
+       "videotestsrc num-buffers=30 pattern=ball ! "
+       "video/x-raw,format=I420,width=320,height=240,framerate=15/1 ! c."}};
+  for (const auto& [detector, sources] : cases) {
+    SCOPED_TRACE(detector);
+    PipelineRun run;
+    run_pipeline("concat name=c ! " + detector + " name=d ! fakesink " + sources, &run);
+    ASSERT_EQ(run.error, "");
+    // Token 0 twice: once per format; tokens in between consecutive.
+    std::vector<std::size_t> starts;
+    for (std::size_t i = 0; i < run.results.size(); ++i) {
+      if (run.results[i].token == 0) starts.push_back(i);
+      else ASSERT_EQ(run.results[i].token, run.results[i - 1].token + 1) << i;
+    }
+    ASSERT_EQ(starts.size(), 2u);
+    EXPECT_GE(starts[1], 9u);
+    // The second source's own timeline (concat gives it a new segment) from its
+    // first buffer, with tokens for all of its 2-2.5 s of media.
+    EXPECT_EQ(run.results[starts[1]].start, 0u);
+    EXPECT_GE(run.results.size() - starts[1], 18u);
+  }
+}
+
+// A result that cannot be written is an error naming the file, never a quiet
+// exit 0: a full disk (/dev/full), a file that cannot be opened.
+TEST_F(Elements, MetaConvertWriteErrorsAreErrorsNamingTheFile) {
+  const std::string model = test_file("audio-random.safetensors");
+  const std::string source = "audiotestsrc num-buffers=40 ! nyaudiodetect model=" + model;
+  PipelineRun full;
+  run_pipeline(source + " ! nymetaconvert location=/dev/full ! fakesink", &full);
+  EXPECT_NE(full.error.find("Could not write the results to \"/dev/full\""), std::string::npos)
+      << full.error;
+  EXPECT_NE(full.error.find("No space left"), std::string::npos) << full.error;
+  PipelineRun missing_dir;
+  run_pipeline(source + " ! nymetaconvert location=/nonexistent/dir/r.jsonl ! fakesink", &missing_dir);
+  EXPECT_NE(missing_dir.error.find("/nonexistent/dir/r.jsonl"), std::string::npos) << missing_dir.error;
 }
 
 TEST_F(Elements, CorruptModelFailsWithTheLoadersMessage) {
@@ -616,12 +732,14 @@ TEST_F(Elements, WrongModalityFails) {
 }
 
 TEST_F(Elements, CapsTheModelCannotUseFailWithAReason) {
-  // The front end's features do not fit the model's input.
+  // The front end's features do not fit the model's input: refused when the
+  // model loads, as every tool refuses it.
   PipelineRun run;
   run_pipeline("audiotestsrc num-buffers=5 ! nyaudiodetect model=" +
                    test_file("audio-mismatch.safetensors") + " ! fakesink", &run);
-  EXPECT_NE(run.error.find("Cannot analyse this stream"), std::string::npos) << run.error;
-  EXPECT_NE(run.error.find("features per token but the model takes 8"), std::string::npos) << run.error;
+  EXPECT_NE(run.error.find("Could not load the model"), std::string::npos) << run.error;
+  EXPECT_NE(run.error.find("features per token but architecture.input_dim is 8"), std::string::npos)
+      << run.error;
   // Formats outside the templates are refused at negotiation.
   PipelineRun format;
   run_pipeline("audiotestsrc num-buffers=5 ! audio/x-raw,format=S32LE ! nyaudiodetect model=" +
@@ -667,7 +785,7 @@ TEST_F(Elements, EightParallelPipelinesSharingOneModelEqualUnshared) {
 TEST_F(Elements, BusMessagesLikeLevel) {
   GError* error = nullptr;
   GstElement* pipeline = gst_parse_launch(
-      ("audiotestsrc num-buffers=60 ! nyaudiodetect name=d message-interval=300000000 model=" +
+      ("audiotestsrc num-buffers=60 ! nyaudiodetect name=d post-messages=true message-interval=300000000 model=" +
        test_file("audio-random.safetensors") + " ! fakesink").c_str(), &error);
   ASSERT_TRUE(pipeline);
   gst_element_set_state(pipeline, GST_STATE_PLAYING);

@@ -140,6 +140,36 @@ def main():
             err = np.abs(logits - golden).max()
             check(all(s == "ok" for s in status) and err < 2e-4,
                   f"{name}: nystream-infer matches the golden logits (max |err| {err:.2e})")
+    # 16-bit linear weights: `export convert` rounds the 2-D *.weight tensors to
+    # F16 / BF16 (nearest even), leaves the rest F32; the engine keeps them 16-bit
+    # and its logits stay within the rounding's reach of the float32 golden ones.
+    with tempfile.TemporaryDirectory() as tmp:
+        base = os.path.join(MODELS, "tiny-fixed-2blocks")
+        original, _ = safetensors_io.read(base + ".safetensors")
+        golden = np.load(base + ".logits.npy")
+        for dtype, bound, logit_bound in (("f16", 2.0 ** -11, 5e-3), ("bf16", 2.0 ** -8, 5e-2)):
+            out = os.path.join(tmp, f"tiny-{dtype}.safetensors")
+            export.main(["convert", "--dtype", dtype, base + ".safetensors", "--out", out])
+            with open(out, "rb") as f:
+                (length,) = struct.unpack("<Q", f.read(8))
+                header = json.loads(f.read(length))
+            sixteen = {n for n, e in header.items() if n != "__metadata__" and e["dtype"] != "F32"}
+            linear = {n for n, t in original.items() if n.endswith(".weight") and t.ndim == 2}
+            check(sixteen == linear and all(header[n]["dtype"] == dtype.upper() for n in sixteen),
+                  f"convert --dtype {dtype}: exactly the linear weights are {dtype.upper()}")
+            back, _ = safetensors_io.read(out)
+            err = max(float(np.max(np.abs(back[n].astype(np.float64) - original[n])
+                                   / np.maximum(np.abs(original[n]), 2.0 ** -14))) for n in linear)
+            check(err <= bound, f"{dtype}: weights within {bound:.2g} relative (max {err:.2g})")
+            check(all(np.array_equal(back[n], original[n]) for n in original if n not in linear),
+                  f"{dtype}: every other tensor unchanged")
+            if infer:
+                _, status, logits = run_infer(infer, out, base + ".features.npy")
+                err = float(np.abs(logits - golden).max())
+                check(all(s == "ok" for s in status) and 0 < err < logit_bound,
+                      f"{dtype}: nystream-infer within {logit_bound} of the float32 golden logits "
+                      f"(max |err| {err:.2e})")
+
     print("FAIL" if failures else "PASS", f"({len(failures)} failures)")
     return 1 if failures else 0
 

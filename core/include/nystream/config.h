@@ -38,6 +38,13 @@ enum class OutputActivation {
   kSigmoid,  // independent (multi-label) events
 };
 
+// How the step stores the linear layers' weights (nystream/weights16.h).
+enum class WeightType {
+  kF32,   // float32 (the default)
+  kF16,   // IEEE binary16: 11-bit significand, |w| <= 65504
+  kBF16,  // bfloat16: float32's exponent range, 8-bit significand
+};
+
 struct ModelConfig {
   int window = 120;       // n: tokens the attention sees
   int landmarks = 8;      // m: Nyström landmarks; continual landmarks need window % landmarks == 0
@@ -56,6 +63,9 @@ struct ModelConfig {
   OutputActivation activation = OutputActivation::kSigmoid;
   bool output_projection = true;  // attention has an E x E output projection
   float layer_norm_eps = 1e-5f;
+  // The input, attention, feed-forward and classifier matrices: a 16-bit type
+  // rounds them once (Model::create) and the step reads 16-bit copies.
+  WeightType weight_type = WeightType::kF32;
 
   int head_dim() const { return embed_dim / heads; }
   // Steps between continual landmark updates (L = n / m).
@@ -97,5 +107,6 @@ const char* to_string(LandmarkSchedule schedule);
 const char* to_string(PinvMode mode);
 const char* to_string(OutputActivation activation);
 const char* to_string(Assembly assembly);
+const char* to_string(WeightType type);
 
 }  // namespace nystream

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "nystream/config.h"
+#include "nystream/weights16.h"
 
 namespace nystream {
 
@@ -42,6 +43,16 @@ struct ModelWeights {
   Eigen::VectorXf final_gamma, final_beta;  // E
   Eigen::MatrixXf classifier;       // C x E
   Eigen::VectorXf classifier_bias;  // C
+};
+
+// 16-bit copies of the matrices a step multiplies by (config.weight_type F16 or
+// BF16), row by row; the float32 ModelWeights hold the same rounded values.
+struct PackedWeights {
+  struct Layer {
+    Matrix16 qkv, out, ff1, ff2;
+  };
+  Matrix16 input, classifier;
+  std::vector<Layer> layers;
 };
 
 // Random weights of the right shapes (Xavier-uniform matrices, small biases,
@@ -79,6 +90,8 @@ class Model {
   // Fixed landmarks: pinv(softmax(Qt Kt^T)) of layer l, m x (m * h), head j in
   // columns [j m, (j+1) m). Empty for continual landmarks.
   const Eigen::MatrixXf& fixed_pinv(int layer) const { return fixed_pinv_[layer]; }
+  // The 16-bit matrices the step reads; nullptr for float32 weights.
+  const PackedWeights* packed() const { return packed_.get(); }
 
  private:
   Model(ModelConfig config, ModelWeights weights, ModelInfo info);
@@ -86,6 +99,7 @@ class Model {
   ModelWeights weights_;
   ModelInfo info_;
   std::vector<Eigen::MatrixXf> fixed_pinv_;
+  std::unique_ptr<const PackedWeights> packed_;
 };
 
 }  // namespace nystream

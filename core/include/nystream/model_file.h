@@ -33,7 +33,8 @@ std::shared_ptr<const Model> load_model(const std::string& path, std::string* er
 std::shared_ptr<const Model> parse_model(const std::uint8_t* data, std::size_t size,
                                          const std::string& source_name, std::string* error);
 
-// Writes model as a format-version-1 file (F32 tensors, data 8-byte aligned).
+// Writes model as a format-version-1 file: F32 tensors, except the linear
+// weights of a 16-bit model (config.weight_type), written F16 or BF16.
 // load_model of the result gives bit-identical weights, so bit-identical scores.
 bool save_model(const Model& model, const std::string& path, std::string* error);
 

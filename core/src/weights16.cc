@@ -1,0 +1,286 @@
+#include "nystream/weights16.h"
+
+#include <immintrin.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
+#include <cmath>
+#include <cstring>
+
+namespace nystream {
+
+namespace {
+
+std::uint32_t bits_of(float value) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  return bits;
+}
+
+float float_of(std::uint32_t bits) {
+  float value;
+  std::memcpy(&value, &bits, sizeof value);
+  return value;
+}
+
+// --- portable: one row at a time, widening each value ---------------------
+
+template <float (*Widen)(std::uint16_t)>
+void multiply_portable(const Matrix16& w, const float* x, float* y) {
+  const int cols = w.cols();
+  for (int r = 0; r < w.rows(); ++r) {
+    const std::uint16_t* row = w.data() + static_cast<std::size_t>(r) * cols;
+    float sum = 0.0f;
+    for (int j = 0; j < cols; ++j) sum += Widen(row[j]) * x[j];
+    y[r] = sum;
+  }
+}
+
+// --- x86-64: four rows at a time share each load of x ----------------------
+// Compiled for their instruction sets whatever the build's -march; called only
+// when the CPU reports them.
+
+#if defined(__x86_64__)
+
+// clang's __builtin_cpu_supports does not know "f16c": CPUID leaf 1, ECX bit 29.
+bool has_f16c() {
+  unsigned eax, ebx, ecx, edx;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29));
+}
+
+#define NYSTREAM_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+#define NYSTREAM_AVX2 __attribute__((target("avx2,f16c,fma")))
+
+// (Helpers, not lambdas: clang does not give a lambda its function's target.)
+template <WeightType kType>
+NYSTREAM_AVX512 inline __m512 widen16(__m256i halves) {
+  if (kType == WeightType::kF16) return _mm512_cvtph_ps(halves);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(halves), 16));
+}
+
+template <WeightType kType>
+NYSTREAM_AVX512 inline __m512 load16(const std::uint16_t* p) {
+  return widen16<kType>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+
+template <WeightType kType>
+NYSTREAM_AVX512 inline __m512 load16_masked(const std::uint16_t* p, __mmask16 mask) {
+  return widen16<kType>(_mm256_maskz_loadu_epi16(mask, p));
+}
+
+template <WeightType kType>
+NYSTREAM_AVX512 void multiply_avx512(const Matrix16& w, const float* x, float* y) {
+  const int rows = w.rows(), cols = w.cols(), body = cols & ~15;
+  const __mmask16 tail = static_cast<__mmask16>((1u << (cols - body)) - 1);
+  const std::uint16_t* d = w.data();
+  int r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const std::uint16_t* p0 = d + static_cast<std::size_t>(r) * cols;
+    const std::uint16_t *p1 = p0 + cols, *p2 = p1 + cols, *p3 = p2 + cols;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int j = 0; j < body; j += 16) {
+      const __m512 xv = _mm512_loadu_ps(x + j);
+      a0 = _mm512_fmadd_ps(load16<kType>(p0 + j), xv, a0);
+      a1 = _mm512_fmadd_ps(load16<kType>(p1 + j), xv, a1);
+      a2 = _mm512_fmadd_ps(load16<kType>(p2 + j), xv, a2);
+      a3 = _mm512_fmadd_ps(load16<kType>(p3 + j), xv, a3);
+    }
+    if (tail) {
+      const __m512 xv = _mm512_maskz_loadu_ps(tail, x + body);
+      a0 = _mm512_fmadd_ps(load16_masked<kType>(p0 + body, tail), xv, a0);
+      a1 = _mm512_fmadd_ps(load16_masked<kType>(p1 + body, tail), xv, a1);
+      a2 = _mm512_fmadd_ps(load16_masked<kType>(p2 + body, tail), xv, a2);
+      a3 = _mm512_fmadd_ps(load16_masked<kType>(p3 + body, tail), xv, a3);
+    }
+    y[r] = _mm512_reduce_add_ps(a0);
+    y[r + 1] = _mm512_reduce_add_ps(a1);
+    y[r + 2] = _mm512_reduce_add_ps(a2);
+    y[r + 3] = _mm512_reduce_add_ps(a3);
+  }
+  for (; r < rows; ++r) {
+    const std::uint16_t* p = d + static_cast<std::size_t>(r) * cols;
+    __m512 a = _mm512_setzero_ps();
+    for (int j = 0; j < body; j += 16) a = _mm512_fmadd_ps(load16<kType>(p + j), _mm512_loadu_ps(x + j), a);
+    if (tail) a = _mm512_fmadd_ps(load16_masked<kType>(p + body, tail), _mm512_maskz_loadu_ps(tail, x + body), a);
+    y[r] = _mm512_reduce_add_ps(a);
+  }
+}
+
+template <WeightType kType>
+NYSTREAM_AVX2 inline __m256 load8(const std::uint16_t* p) {
+  const __m128i halves = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  if (kType == WeightType::kF16) return _mm256_cvtph_ps(halves);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(halves), 16));
+}
+
+NYSTREAM_AVX2 inline float sum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+
+template <WeightType kType>
+NYSTREAM_AVX2 void multiply_avx2(const Matrix16& w, const float* x, float* y) {
+  const int rows = w.rows(), cols = w.cols(), body = cols & ~7;
+  const std::uint16_t* d = w.data();
+  auto widen = [](std::uint16_t v) { return kType == WeightType::kF16 ? from_half(v) : from_bfloat16(v); };
+  int r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const std::uint16_t* p0 = d + static_cast<std::size_t>(r) * cols;
+    const std::uint16_t *p1 = p0 + cols, *p2 = p1 + cols, *p3 = p2 + cols;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int j = 0; j < body; j += 8) {
+      const __m256 xv = _mm256_loadu_ps(x + j);
+      a0 = _mm256_fmadd_ps(load8<kType>(p0 + j), xv, a0);
+      a1 = _mm256_fmadd_ps(load8<kType>(p1 + j), xv, a1);
+      a2 = _mm256_fmadd_ps(load8<kType>(p2 + j), xv, a2);
+      a3 = _mm256_fmadd_ps(load8<kType>(p3 + j), xv, a3);
+    }
+    float s0 = sum8(a0), s1 = sum8(a1), s2 = sum8(a2), s3 = sum8(a3);
+    for (int j = body; j < cols; ++j) {
+      s0 += widen(p0[j]) * x[j];
+      s1 += widen(p1[j]) * x[j];
+      s2 += widen(p2[j]) * x[j];
+      s3 += widen(p3[j]) * x[j];
+    }
+    y[r] = s0;
+    y[r + 1] = s1;
+    y[r + 2] = s2;
+    y[r + 3] = s3;
+  }
+  for (; r < rows; ++r) {
+    const std::uint16_t* p = d + static_cast<std::size_t>(r) * cols;
+    __m256 a = _mm256_setzero_ps();
+    for (int j = 0; j < body; j += 8) a = _mm256_fmadd_ps(load8<kType>(p + j), _mm256_loadu_ps(x + j), a);
+    float s = sum8(a);
+    for (int j = body; j < cols; ++j) s += widen(p[j]) * x[j];
+    y[r] = s;
+  }
+}
+
+#endif  // __x86_64__
+
+using Kernel = void (*)(const Matrix16&, const float*, float*);
+
+struct KernelEntry {
+  const char* name;
+  Kernel f16, bf16;
+  bool (*supported)();
+};
+
+const KernelEntry kKernels[] = {
+#if defined(__x86_64__)
+    {"avx512", multiply_avx512<WeightType::kF16>, multiply_avx512<WeightType::kBF16>,
+     [] { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+              __builtin_cpu_supports("avx512vl"); }},
+    {"avx2-f16c", multiply_avx2<WeightType::kF16>, multiply_avx2<WeightType::kBF16>,
+     [] {
+       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
+     }},
+#endif
+    {"portable", multiply_portable<from_half>, multiply_portable<from_bfloat16>, [] { return true; }},
+};
+
+const KernelEntry& best_kernel() {
+  static const KernelEntry& best = [] () -> const KernelEntry& {
+    for (const KernelEntry& k : kKernels)
+      if (k.supported()) return k;
+    return kKernels[sizeof kKernels / sizeof kKernels[0] - 1];
+  }();
+  return best;
+}
+
+void run(const KernelEntry& k, const Matrix16& w, const float* x, float* y) {
+  (w.type() == WeightType::kF16 ? k.f16 : k.bf16)(w, x, y);
+}
+
+}  // namespace
+
+const char* to_string(WeightType type) {
+  switch (type) {
+    case WeightType::kF32: return "f32";
+    case WeightType::kF16: return "f16";
+    case WeightType::kBF16: return "bf16";
+  }
+  return "?";
+}
+
+std::uint16_t to_half(float value) {
+  const std::uint32_t bits = bits_of(value);
+  const std::uint32_t sign = (bits >> 16) & 0x8000u;
+  const std::uint32_t magnitude = bits & 0x7fffffffu;
+  if (magnitude >= 0x7f800000u)  // Inf, NaN (kept quiet)
+    return static_cast<std::uint16_t>(sign | 0x7c00u | (magnitude > 0x7f800000u ? 0x200u : 0));
+  if (magnitude >= 0x477ff000u) return static_cast<std::uint16_t>(sign | 0x7c00u);  // rounds past 65504
+  if (magnitude < 0x38800000u) {  // below 2^-14: a subnormal half, in units of 2^-24
+    const float scaled = float_of(magnitude) * 16777216.0f;  // exact
+    return static_cast<std::uint16_t>(sign | static_cast<std::uint32_t>(std::nearbyint(scaled)));
+  }
+  // Normal: drop 13 significand bits, rounding to nearest even.
+  const std::uint32_t rounded = magnitude + 0xfffu + ((magnitude >> 13) & 1u);
+  return static_cast<std::uint16_t>(sign | ((rounded - 0x38000000u) >> 13));
+}
+
+std::uint16_t to_bfloat16(float value) {
+  const std::uint32_t bits = bits_of(value);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((bits >> 16) | 0x40u);  // NaN
+  return static_cast<std::uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+
+float from_half(std::uint16_t h) {
+  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+  const std::uint32_t exponent = (h >> 10) & 0x1fu;
+  const std::uint32_t mantissa = h & 0x3ffu;
+  if (exponent == 0) {  // zero or subnormal: mantissa * 2^-24
+    const float magnitude = std::ldexp(static_cast<float>(mantissa), -24);
+    return sign ? -magnitude : magnitude;
+  }
+  return float_of(exponent == 0x1f ? sign | 0x7f800000u | mantissa << 13
+                                   : sign | (exponent + 112) << 23 | mantissa << 13);
+}
+
+float from_bfloat16(std::uint16_t bits) { return float_of(static_cast<std::uint32_t>(bits) << 16); }
+
+float round_to(WeightType type, float value) {
+  switch (type) {
+    case WeightType::kF16: return from_half(to_half(value));
+    case WeightType::kBF16: return from_bfloat16(to_bfloat16(value));
+    case WeightType::kF32: break;
+  }
+  return value;
+}
+
+Matrix16::Matrix16(const Eigen::MatrixXf& matrix, WeightType type)
+    : rows_(static_cast<int>(matrix.rows())),
+      cols_(static_cast<int>(matrix.cols())),
+      type_(type),
+      data_(static_cast<std::size_t>(matrix.size())) {
+  for (int r = 0; r < rows_; ++r)
+    for (int c = 0; c < cols_; ++c)
+      data_[static_cast<std::size_t>(r) * cols_ + c] =
+          type == WeightType::kF16 ? to_half(matrix(r, c)) : to_bfloat16(matrix(r, c));
+}
+
+void multiply(const Matrix16& w, const float* x, float* y) { run(best_kernel(), w, x, y); }
+
+std::vector<const char*> available_kernels() {
+  std::vector<const char*> names;
+  for (const KernelEntry& k : kKernels)
+    if (k.supported()) names.push_back(k.name);
+  return names;
+}
+
+const char* active_kernel() { return best_kernel().name; }
+
+bool multiply_with(const char* kernel, const Matrix16& w, const float* x, float* y) {
+  for (const KernelEntry& k : kKernels)
+    if (std::strcmp(k.name, kernel) == 0 && k.supported()) {
+      run(k, w, x, y);
+      return true;
+    }
+  return false;
+}
+
+}  // namespace nystream
