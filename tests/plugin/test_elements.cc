@@ -121,7 +121,9 @@ GstHarness* audio_harness(const std::string& extra = "") {
 
 guint64 stat(GstHarness* h, const char* element, const char* field) {
   GstStructure* stats = nullptr;
-  g_object_get(gst_harness_find_element(h, element), "stats", &stats, nullptr);
+  GstElement* e = gst_harness_find_element(h, element);  // transfer full
+  g_object_get(e, "stats", &stats, nullptr);
+  gst_object_unref(e);
   guint64 value = 0;
   gst_structure_get_uint64(stats, field, &value);
   gst_structure_free(stats);
@@ -135,7 +137,9 @@ TEST_F(Elements, AudioBuffersLeaveUnchangedWithContiguousTokenSpans) {
   // ~300 * 499 frames / 22050 Hz = 6.8 s: 67 whole 100 ms tokens.
   ASSERT_GE(results.size(), 60u);
   guint64 latency = 0;
-  g_object_get(gst_harness_find_element(h, "nyaudiodetect"), "result-latency", &latency, nullptr);
+  GstElement* detect = gst_harness_find_element(h, "nyaudiodetect");  // transfer full
+  g_object_get(detect, "result-latency", &latency, nullptr);
+  gst_object_unref(detect);
   EXPECT_GE(latency, 100 * GST_MSECOND);  // at least a token's length
   for (std::size_t i = 0; i < results.size(); ++i) {
     EXPECT_EQ(results[i].token, i);
@@ -379,6 +383,7 @@ void run_pipeline(const std::string& launch, PipelineRun* run) {
   GError* error = nullptr;
   GstElement* pipeline = gst_parse_launch(launch.c_str(), &error);
   ASSERT_TRUE(pipeline) << (error ? error->message : "parse failed");
+  g_clear_error(&error);  // a pipeline can come with a recoverable error (e.g. a failed link)
   if (GstElement* d = gst_bin_get_by_name(GST_BIN(pipeline), "d")) {
     GstPad* pad = gst_element_get_static_pad(d, "src");
     gst_pad_add_probe(pad,
