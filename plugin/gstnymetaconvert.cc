@@ -1,6 +1,5 @@
 #include "gstnymetaconvert.h"
 
-#include <gst/video/video.h>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -167,14 +166,7 @@ gst_ny_meta_convert_set_caps (GstBaseTransform * trans, GstCaps * incaps, GstCap
 {
   GstNyMetaConvert *self = GST_NY_META_CONVERT (trans);
   (void) outcaps;
-  GstVideoInfo info;
-  const GstStructure *s = gst_caps_get_structure (incaps, 0);
-  if (gst_structure_has_name (s, "video/x-raw") && gst_video_info_from_caps (&info, incaps)) {
-    self->width = GST_VIDEO_INFO_WIDTH (&info);
-    self->height = GST_VIDEO_INFO_HEIGHT (&info);
-  } else {
-    self->width = self->height = 0;
-  }
+  ny_result_frame_size (incaps, &self->width, &self->height);
   return TRUE;
 }
 
@@ -221,14 +213,10 @@ gst_ny_meta_convert_sink_event (GstBaseTransform * trans, GstEvent * event)
     gst_event_parse_stream_start (event, &id);
     g_free (self->stream_id);
     self->stream_id = g_strdup (id);
-  } else if (GST_EVENT_TYPE (event) == GST_EVENT_CUSTOM_DOWNSTREAM && self->fd >= 0 &&
-      gst_event_has_name (event, GST_NYSTREAM_FINAL_RESULTS_EVENT)) {
+  } else if (GstBuffer * carrier = self->fd >= 0 ? ny_result_final_carrier (event) : nullptr) {
     /* Never a buffer of the stream: written here only. Forwarded below, for
      * converters further down (after another detector). */
-    const GValue *carrier = gst_structure_get_value (gst_event_get_structure (event),
-        GST_NYSTREAM_FINAL_RESULTS_FIELD);
-    if (carrier && GST_VALUE_HOLDS_BUFFER (carrier))
-      gst_ny_meta_convert_write (self, gst_value_get_buffer (carrier));
+    gst_ny_meta_convert_write (self, carrier);
   } else if (GST_EVENT_TYPE (event) == GST_EVENT_EOS && self->fd >= 0) {
     /* Before the EOS goes on: the application sees a write error first. */
     if (!gst_ny_meta_convert_write_buffered (self)) {

@@ -1,6 +1,5 @@
 #include "gstnymetapublish.h"
 
-#include <gst/video/video.h>
 
 #include <cstring>
 #include <memory>
@@ -311,14 +310,7 @@ gst_ny_meta_publish_set_caps (GstBaseTransform * trans, GstCaps * incaps, GstCap
 {
   NyPublishRun & run = *GST_NY_META_PUBLISH (trans)->run;
   (void) outcaps;
-  GstVideoInfo info;
-  const GstStructure *s = gst_caps_get_structure (incaps, 0);
-  if (gst_structure_has_name (s, "video/x-raw") && gst_video_info_from_caps (&info, incaps)) {
-    run.width = GST_VIDEO_INFO_WIDTH (&info);
-    run.height = GST_VIDEO_INFO_HEIGHT (&info);
-  } else {
-    run.width = run.height = 0;
-  }
+  ny_result_frame_size (incaps, &run.width, &run.height);
   return TRUE;
 }
 
@@ -398,12 +390,8 @@ gst_ny_meta_publish_sink_event (GstBaseTransform * trans, GstEvent * event)
       break;
     }
     case GST_EVENT_CUSTOM_DOWNSTREAM:
-      if (run.publisher && gst_event_has_name (event, GST_NYSTREAM_FINAL_RESULTS_EVENT)) {
-        const GValue *carrier = gst_structure_get_value (gst_event_get_structure (event),
-            GST_NYSTREAM_FINAL_RESULTS_FIELD);
-        if (carrier && GST_VALUE_HOLDS_BUFFER (carrier))
-          gst_ny_meta_publish_buffer (self, gst_value_get_buffer (carrier));
-      }
+      if (GstBuffer * carrier = run.publisher ? ny_result_final_carrier (event) : nullptr)
+        gst_ny_meta_publish_buffer (self, carrier);
       break;
     case GST_EVENT_FLUSH_START:
       if (run.publisher)

@@ -1,5 +1,7 @@
 #include "result_json.h"
 
+#include <gst/video/video.h>
+
 #include <nlohmann/json.hpp>
 
 void
@@ -36,4 +38,28 @@ ny_result_json_append (std::string & out, const GstNystreamMeta & r, const NyRes
   }
   line["events"] = events;
   out += line.dump (-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+void
+ny_result_frame_size (GstCaps * caps, int *width, int *height)
+{
+  GstVideoInfo info;
+  if (gst_structure_has_name (gst_caps_get_structure (caps, 0), "video/x-raw") &&
+      gst_video_info_from_caps (&info, caps)) {
+    *width = GST_VIDEO_INFO_WIDTH (&info);
+    *height = GST_VIDEO_INFO_HEIGHT (&info);
+  } else {
+    *width = *height = 0;
+  }
+}
+
+GstBuffer *
+ny_result_final_carrier (GstEvent * event)
+{
+  if (GST_EVENT_TYPE (event) != GST_EVENT_CUSTOM_DOWNSTREAM ||
+      !gst_event_has_name (event, GST_NYSTREAM_FINAL_RESULTS_EVENT))
+    return nullptr;
+  const GValue *carrier = gst_structure_get_value (gst_event_get_structure (event),
+      GST_NYSTREAM_FINAL_RESULTS_FIELD);
+  return carrier && GST_VALUE_HOLDS_BUFFER (carrier) ? gst_value_get_buffer (carrier) : nullptr;
 }

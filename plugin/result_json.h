@@ -24,4 +24,11 @@ struct NyResultContext {
 void ny_result_json_append (std::string & out, const GstNystreamMeta & result,
     const NyResultContext & where);
 
+/* The frame size a line reports: video caps' width and height, else 0 x 0. */
+void ny_result_frame_size (GstCaps * caps, int *width, int *height);
+
+/* The carrier buffer of a detector's final-results event (the results it
+ * completed at EOS), or NULL for any other event. */
+GstBuffer *ny_result_final_carrier (GstEvent * event);
+
 #endif
