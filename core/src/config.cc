@@ -15,6 +15,24 @@ std::string out_of_range(const char* field, long long value, long long lo, long 
   return out.str();
 }
 
+// The attention layers' share of stream_state_floats().
+long long attention_state_floats(const ModelConfig& c) {
+  const long long n = c.window, e = c.embed_dim, f = c.ff_dim, m = c.landmarks, h = c.heads;
+  const int blocks = c.blocks;
+  if (c.stacked()) {
+    // Per single-output layer: k, v rings, m cached rows (numerators, sums,
+    // offsets, rescale), landmarks and segment sums, pinv, n softmax weights.
+    return blocks * (2 * n * e + m * e + 4 * m * h + 4 * e * m + m * m * h + n) + 4 * e + f;
+  }
+  // First layer: k, v, q rings and row caches (the largest case: retroactive
+  // softmax keeps one row per window token), landmark scores and pinv.
+  long long floats = 3 * n * e + n * e + 3 * n * h + m * h * n + m * m * h + 4 * e * m;
+  // A second block: first-layer inputs and outputs for every window token, the
+  // last layer's keys and values and its softmax weights.
+  if (blocks == 2) floats += n * (4 * e + f) + 3 * n * e + n * m;
+  return floats;
+}
+
 }  // namespace
 
 std::string ModelConfig::validate() const {
@@ -50,6 +68,14 @@ std::string ModelConfig::validate() const {
       return "landmarks^3 * heads = " + std::to_string(work) + ", expected at most " +
              std::to_string(L::kMaxPinvWork) + " (the landmark pinv's cost)";
   }
+  if (linear_inputs != -1) {
+    std::string error = out_of_range("linear_inputs", linear_inputs, 1, input_dim);
+    if (!error.empty()) return error + " (input_dim)";
+  }
+  if (stem.enabled()) {
+    std::string error = stem.validate(input_dim);
+    if (!error.empty()) return error;
+  }
   if (stream_state_floats() > L::kMaxStreamFloats)
     return "one stream would hold " + std::to_string(stream_state_floats()) +
            " floats, expected at most " + std::to_string(L::kMaxStreamFloats) +
@@ -65,20 +91,92 @@ int ModelConfig::receptive_field() const {
 }
 
 long long ModelConfig::stream_state_floats() const {
-  const long long n = window, e = embed_dim, f = ff_dim, m = landmarks, h = heads;
-  if (stacked()) {
-    // Per single-output layer: k, v rings, m cached rows (numerators, sums,
-    // offsets, rescale), landmarks and segment sums, pinv, n softmax weights.
-    return blocks * (2 * n * e + m * e + 4 * m * h + 4 * e * m + m * m * h + n) + 4 * e + f;
-  }
-  // First layer: k, v, q rings and row caches (the largest case: retroactive
-  // softmax keeps one row per window token), landmark scores and pinv.
-  long long floats = 3 * n * e + n * e + 3 * n * h + m * h * n + m * m * h + 4 * e * m;
-  // A second block: first-layer inputs and outputs for every window token, the
-  // last layer's keys and values and its softmax weights.
-  if (blocks == 2) floats += n * (4 * e + f) + 3 * n * e + n * m;
-  return floats;
+  const long long stem_floats = stem.enabled() ? stem.scratch_floats() : 0;
+  return stem_floats + attention_state_floats(*this);
 }
+
+int StemConfig::output_height(int l) const {
+  int size = input_height;
+  for (int i = 0; i <= l; ++i) {
+    const StemLayer& s = layers[i];
+    size = (size + 2 * (s.kernel_height / 2) - s.kernel_height) / s.stride_height + 1;
+  }
+  return size;
+}
+
+int StemConfig::output_width(int l) const {
+  int size = input_width;
+  for (int i = 0; i <= l; ++i) {
+    const StemLayer& s = layers[i];
+    size = (size + 2 * (s.kernel_width / 2) - s.kernel_width) / s.stride_width + 1;
+  }
+  return size;
+}
+
+int StemConfig::pooled_size() const {
+  return layers.empty() ? 0 : layers.back().channels * (pool_strips + 2);
+}
+
+long long StemConfig::scratch_floats() const {
+  long long columns = 0, activations = 0;
+  for (int l = 0; l < static_cast<int>(layers.size()); ++l) {
+    const long long positions = 1LL * output_height(l) * output_width(l);
+    const StemLayer& s = layers[l];
+    columns = std::max(columns, positions * channels(l - 1) * s.kernel_height * s.kernel_width);
+    activations += positions * s.channels;
+  }
+  return columns + activations + pooled_size();
+}
+
+double StemConfig::conv_flops() const {
+  double flops = 0;
+  for (int l = 0; l < static_cast<int>(layers.size()); ++l) {
+    const StemLayer& s = layers[l];
+    flops += 2.0 * output_height(l) * output_width(l) * s.channels * channels(l - 1) *
+             s.kernel_height * s.kernel_width;
+  }
+  return flops;
+}
+
+std::string StemConfig::validate(int input_dim) const {
+  using L = ConfigLimits;
+  for (const std::string& error : {
+           out_of_range("stem.input_shape[0] (channels)", input_channels, 1, L::kMaxInput),
+           out_of_range("stem.input_shape[1] (height)", input_height, 1, L::kMaxInput),
+           out_of_range("stem.input_shape[2] (width)", input_width, 1, L::kMaxInput),
+           out_of_range("stem.input_offset", input_offset, 0, L::kMaxInput),
+           out_of_range("stem.layers (count)", static_cast<long long>(layers.size()), 1,
+                        L::kMaxStemLayers),
+       })
+    if (!error.empty()) return error;
+  if (input_offset + input_size() > input_dim)
+    return "stem.input_shape = [" + std::to_string(input_channels) + ", " +
+           std::to_string(input_height) + ", " + std::to_string(input_width) + "] reads " +
+           std::to_string(input_size()) + " values from stem.input_offset = " +
+           std::to_string(input_offset) + ", past input_dim = " + std::to_string(input_dim);
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    const StemLayer& s = layers[l];
+    const std::string at = "stem.layers[" + std::to_string(l) + "].";
+    for (const std::string& error : {
+             out_of_range((at + "channels").c_str(), s.channels, 1, L::kMaxStemChannels),
+             out_of_range((at + "kernel[0]").c_str(), s.kernel_height, 1, L::kMaxStemKernel),
+             out_of_range((at + "kernel[1]").c_str(), s.kernel_width, 1, L::kMaxStemKernel),
+             out_of_range((at + "stride[0]").c_str(), s.stride_height, 1, L::kMaxStemStride),
+             out_of_range((at + "stride[1]").c_str(), s.stride_width, 1, L::kMaxStemStride),
+         })
+      if (!error.empty()) return error;
+  }
+  const int last = static_cast<int>(layers.size()) - 1;
+  std::string error = out_of_range("stem.pool_strips", pool_strips, 0, output_height(last));
+  if (!error.empty()) return error + " (the last feature map's height)";
+  if (conv_flops() > L::kMaxStemFlops)
+    return "the stem costs " + std::to_string(static_cast<long long>(conv_flops())) +
+           " FLOPs per token, expected at most " +
+           std::to_string(static_cast<long long>(L::kMaxStemFlops));
+  return {};
+}
+
+
 
 const char* to_string(AttentionKind kind) {
   return kind == AttentionKind::kNystrom ? "nystrom" : "softmax";

@@ -57,7 +57,7 @@ ModelWeights random_weights(const ModelConfig& c, std::uint64_t seed) {
   ModelWeights w;
   w.input_mean = fill.around(c.input_dim, 0.0f, 0.5f);
   w.input_scale = fill.around(c.input_dim, 1.25f, 0.75f);
-  w.input = fill.xavier(e, c.input_dim);
+  w.input = fill.xavier(e, c.linear_input_dim());
   w.input_bias = fill.around(e, 0.0f, 0.1f);
   w.positions = fill.uniform(e, c.positional_period, 0.5f);
   for (int l = 0; l < c.blocks; ++l) {
@@ -89,6 +89,18 @@ ModelWeights random_weights(const ModelConfig& c, std::uint64_t seed) {
   w.final_beta = fill.around(e, 0.0f, 0.1f);
   w.classifier = fill.xavier(c.classes, e);
   w.classifier_bias = fill.around(c.classes, 0.0f, 0.1f);
+  if (c.stem.enabled()) {
+    // He-uniform filters (ReLU follows), a Xavier projection.
+    for (int l = 0; l < static_cast<int>(c.stem.layers.size()); ++l) {
+      const StemLayer& s = c.stem.layers[l];
+      const int fan_in = c.stem.channels(l - 1) * s.kernel_height * s.kernel_width;
+      StemWeights::Conv conv;
+      conv.weight = fill.uniform(fan_in, s.channels, std::sqrt(6.0f / static_cast<float>(fan_in)));
+      conv.bias = fill.around(s.channels, 0.0f, 0.1f);
+      w.stem.convs.push_back(std::move(conv));
+    }
+    w.stem.proj = fill.xavier(e, c.stem.pooled_size());
+  }
   return w;
 }
 
@@ -102,7 +114,7 @@ std::string check_weights(const ModelConfig& c, const ModelWeights& w) {
     first(check("input_mean", w.input_mean, c.input_dim, 1));
     first(check("input_scale", w.input_scale, c.input_dim, 1));
   }
-  first(check("input", w.input, e, c.input_dim));
+  first(check("input", w.input, e, c.linear_input_dim()));
   first(check("input_bias", w.input_bias, e, 1));
   first(check("positions", w.positions, e, c.positional_period));
   if (static_cast<int>(w.layers.size()) != c.blocks)
@@ -134,6 +146,21 @@ std::string check_weights(const ModelConfig& c, const ModelWeights& w) {
   first(check("final_beta", w.final_beta, e, 1));
   first(check("classifier", w.classifier, c.classes, e));
   first(check("classifier_bias", w.classifier_bias, c.classes, 1));
+  const int convs = c.stem.enabled() ? static_cast<int>(c.stem.layers.size()) : 0;
+  if (static_cast<int>(w.stem.convs.size()) != convs)
+    first("model has " + std::to_string(w.stem.convs.size()) + " stem convolutions, expected " +
+          std::to_string(convs) + " (architecture.stem.layers)");
+  for (int l = 0; l < convs && error.empty(); ++l) {
+    const StemLayer& s = c.stem.layers[l];
+    const std::string at = "stem.conv." + std::to_string(l) + ".";
+    first(check(at + "weight", w.stem.convs[l].weight,
+                c.stem.channels(l - 1) * s.kernel_height * s.kernel_width, s.channels));
+    first(check(at + "bias", w.stem.convs[l].bias, s.channels, 1));
+  }
+  if (convs)
+    first(check("stem.proj", w.stem.proj, e, c.stem.pooled_size()));
+  else if (w.stem.proj.size())
+    first("tensor stem.proj given without architecture.stem");
   return error;
 }
 

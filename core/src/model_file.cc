@@ -56,9 +56,11 @@ std::string to_text(const Shape& shape) {
 
 // How a file tensor (row-major, PyTorch shape) maps to its Eigen member.
 enum class Layout {
-  kVector,   // [N] -> VectorXf N
-  kLinear,   // [out, in] -> MatrixXf out x in (a transpose of the memory order)
-  kColumns,  // [count, E] -> MatrixXf E x count (same memory order: one row per column)
+  kVector,      // [N] -> VectorXf N
+  kLinear,      // [out, in] -> MatrixXf out x in (a transpose of the memory order)
+  kColumns,     // [count, E] -> MatrixXf E x count (same memory order: one row per column)
+  kStemLinear,  // as kLinear, but stays float32 in a 16-bit model (stem.proj)
+  kConv,        // [c_out, c_in, kh, kw] -> MatrixXf (c_in kh kw) x c_out (same memory order)
 };
 
 // Calls visit(name, file_shape, eigen_member, layout) for every tensor the
@@ -67,7 +69,7 @@ enum class Layout {
 template <typename Weights, typename Visit>
 void for_each_tensor(const ModelConfig& c, Weights& w, Visit&& visit) {
   const std::int64_t e = c.embed_dim, f = c.ff_dim;
-  visit("input.weight", Shape{e, c.input_dim}, w.input, Layout::kLinear);
+  visit("input.weight", Shape{e, c.linear_input_dim()}, w.input, Layout::kLinear);
   visit("input.bias", Shape{e}, w.input_bias, Layout::kVector);
   visit("positions", Shape{c.positional_period, e}, w.positions, Layout::kColumns);
   for (int l = 0; l < c.blocks; ++l) {
@@ -98,6 +100,15 @@ void for_each_tensor(const ModelConfig& c, Weights& w, Visit&& visit) {
   visit("final_norm.bias", Shape{e}, w.final_beta, Layout::kVector);
   visit("classifier.weight", Shape{c.classes, e}, w.classifier, Layout::kLinear);
   visit("classifier.bias", Shape{c.classes}, w.classifier_bias, Layout::kVector);
+  if (!c.stem.enabled()) return;
+  for (int l = 0; l < static_cast<int>(c.stem.layers.size()); ++l) {
+    const StemLayer& s = c.stem.layers[l];
+    const std::string at = "stem.conv." + std::to_string(l) + ".";
+    visit(at + "weight", Shape{s.channels, c.stem.channels(l - 1), s.kernel_height, s.kernel_width},
+          w.stem.convs[l].weight, Layout::kConv);
+    visit(at + "bias", Shape{s.channels}, w.stem.convs[l].bias, Layout::kVector);
+  }
+  visit("stem.proj.weight", Shape{e, c.stem.pooled_size()}, w.stem.proj, Layout::kStemLinear);
 }
 
 std::uint64_t element_count(const Shape& shape) {
@@ -128,9 +139,14 @@ void read_values(const std::string& name, const Shape& shape, const std::uint8_t
   }
   for (std::uint64_t i = 0; i < count; ++i) {
     if (std::isfinite(out[i])) continue;
-    const std::string index = shape.size() == 2 ? std::to_string(i / shape[1]) + ", " +
-                                                      std::to_string(i % shape[1])
-                                                : std::to_string(i);
+    // The multi-index of flat index i, row-major.
+    std::string index;
+    std::uint64_t rest = i;
+    for (std::size_t k = shape.size(); k-- > 0;) {
+      const auto size = static_cast<std::uint64_t>(shape[k]);
+      index = std::to_string(rest % size) + (index.empty() ? "" : ", " + index);
+      rest /= size;
+    }
     fail("tensor " + name + " holds " + (std::isnan(out[i]) ? "NaN" : "Inf") + " at [" + index +
          "]");
   }
@@ -186,6 +202,58 @@ Enum as_choice(const json& value, const std::string& field, const char* const (&
   fail(field + " is \"" + text + "\", expected " + expected);
 }
 
+// [a, b, ...] of `count` integers, named `field` in errors.
+std::vector<int> as_ints(const json& value, const std::string& field, std::size_t count,
+                         const char* meaning) {
+  if (!value.is_array() || value.size() != count)
+    fail(field + " is " + type_text(value) + ", expected " + meaning);
+  std::vector<int> out;
+  for (std::size_t i = 0; i < count; ++i)
+    out.push_back(as_int(value[i], field + "[" + std::to_string(i) + "]"));
+  return out;
+}
+
+// `architecture.stem` -> StemConfig (its sizes are checked by StemConfig::validate,
+// through ModelConfig::validate). Unknown keys are refused, as in `architecture`.
+StemConfig parse_stem(const json& stem) {
+  const std::string where = "architecture.stem";
+  as_object(stem, where);
+  static const std::set<std::string> known = {"input_offset", "input_shape", "layers", "pool_strips"};
+  for (const auto& item : stem.items())
+    if (!known.count(item.key())) fail(where + ": unknown key \"" + item.key() + "\"");
+  StemConfig c;
+  const std::vector<int> shape = as_ints(member(stem, "input_shape", where), where + ".input_shape",
+                                         3, "[channels, height, width]");
+  c.input_channels = shape[0], c.input_height = shape[1], c.input_width = shape[2];
+  if (const auto v = stem.find("input_offset"); v != stem.end())
+    c.input_offset = as_int(*v, where + ".input_offset");
+  if (const auto v = stem.find("pool_strips"); v != stem.end())
+    c.pool_strips = as_int(*v, where + ".pool_strips");
+  const json& layers = member(stem, "layers", where);
+  if (!layers.is_array() || layers.empty() ||
+      layers.size() > static_cast<std::size_t>(ConfigLimits::kMaxStemLayers))
+    fail(where + ".layers is " + type_text(layers) + ", expected an array of 1 .. " +
+         std::to_string(ConfigLimits::kMaxStemLayers) + " layers");
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    const std::string at = where + ".layers[" + std::to_string(l) + "]";
+    const json& layer = as_object(layers[l], at);
+    for (const auto& item : layer.items())
+      if (item.key() != "channels" && item.key() != "kernel" && item.key() != "stride")
+        fail(at + ": unknown key \"" + item.key() + "\"");
+    StemLayer s;
+    s.channels = as_int(member(layer, "channels", at), at + ".channels");
+    const std::vector<int> kernel = as_ints(member(layer, "kernel", at), at + ".kernel", 2,
+                                            "[height, width]");
+    s.kernel_height = kernel[0], s.kernel_width = kernel[1];
+    if (const auto v = layer.find("stride"); v != layer.end()) {
+      const std::vector<int> stride = as_ints(*v, at + ".stride", 2, "[height, width]");
+      s.stride_height = stride[0], s.stride_width = stride[1];
+    }
+    c.layers.push_back(s);
+  }
+  return c;
+}
+
 // The `architecture` object -> ModelConfig (classes set separately). Unknown keys
 // are refused: a misspelt key silently taking its default would change the model.
 ModelConfig parse_architecture(const json& arch) {
@@ -193,7 +261,7 @@ ModelConfig parse_architecture(const json& arch) {
   static const std::set<std::string> known = {
       "window", "landmarks", "input_dim", "embed_dim", "heads", "ff_dim", "blocks", "attention",
       "landmark_schedule", "pinv", "pinv_iterations", "positional_period", "output_activation",
-      "output_projection", "layer_norm_eps", "assembly"};
+      "output_projection", "layer_norm_eps", "assembly", "linear_inputs", "stem"};
   for (const auto& item : arch.items())
     if (!known.count(item.key())) fail("architecture: unknown key \"" + item.key() + "\"");
 
@@ -242,6 +310,14 @@ ModelConfig parse_architecture(const json& arch) {
       fail("architecture.layer_norm_eps is " + type_text(*v) + ", expected a number");
     c.layer_norm_eps = static_cast<float>(v->get<double>());
   }
+  if (const json* v = optional("linear_inputs")) {
+    c.linear_inputs = as_int(*v, "architecture.linear_inputs");
+    // -1 is the "all of them" default, not a value a file may give.
+    if (c.linear_inputs < 1)
+      fail("architecture.linear_inputs = " + std::to_string(c.linear_inputs) + ", expected 1 .. " +
+           "input_dim");
+  }
+  if (const json* v = optional("stem")) c.stem = parse_stem(*v);
   return c;
 }
 
@@ -472,6 +548,7 @@ std::shared_ptr<const Model> parse_or_throw(const std::uint8_t* data, std::size_
 
   ModelWeights weights;
   weights.layers.resize(config.blocks);
+  weights.stem.convs.resize(config.stem.layers.size());
   const auto norm = doc.find("input_normalization");
   if (norm != doc.end()) parse_normalization(*norm, config.input_dim, &weights);
 
@@ -521,6 +598,9 @@ std::shared_ptr<const Model> parse_or_throw(const std::uint8_t* data, std::size_
     } else if (layout == Layout::kColumns) {
       tensor.resize(shape[1], shape[0]);
       read_values(name, shape, bytes, at.dtype, tensor.data());
+    } else if (layout == Layout::kConv) {
+      tensor.resize(static_cast<Eigen::Index>(element_count(shape) / shape[0]), shape[0]);
+      read_values(name, shape, bytes, at.dtype, tensor.data());
     } else {
       Eigen::MatrixXf in_by_out(shape[1], shape[0]);  // row-major [out, in] as column-major
       read_values(name, shape, bytes, at.dtype, in_by_out.data());
@@ -568,6 +648,19 @@ json metadata_document(const Model& model) {
         {"params", json::parse(info.feature_params)}}},
       {"provenance", json::parse(info.provenance)},
   };
+  if (c.linear_inputs >= 0) doc["architecture"]["linear_inputs"] = c.linear_inputs;
+  if (c.stem.enabled()) {
+    json layers = json::array();
+    for (const StemLayer& s : c.stem.layers)
+      layers.push_back({{"channels", s.channels},
+                        {"kernel", {s.kernel_height, s.kernel_width}},
+                        {"stride", {s.stride_height, s.stride_width}}});
+    doc["architecture"]["stem"] = {
+        {"input_offset", c.stem.input_offset},
+        {"input_shape", {c.stem.input_channels, c.stem.input_height, c.stem.input_width}},
+        {"layers", layers},
+        {"pool_strips", c.stem.pool_strips}};
+  }
   const ModelWeights& w = model.weights();
   if (w.input_mean.size()) {
     json mean = json::array(), std_dev = json::array();
@@ -607,8 +700,9 @@ void write_or_throw(const Model& model, const std::string& path) {
   out.write(text.data(), static_cast<std::streamsize>(text.size()));
   for_each_tensor(c, w, [&](const std::string&, const Shape&, const auto& tensor, Layout layout) {
     // Column-major Eigen memory of the transpose is the row-major [out, in] file order.
-    const Eigen::MatrixXf rows = layout == Layout::kLinear ? Eigen::MatrixXf(tensor.transpose())
-                                                           : Eigen::MatrixXf(tensor);
+    const bool transposed = layout == Layout::kLinear || layout == Layout::kStemLinear;
+    const Eigen::MatrixXf rows = transposed ? Eigen::MatrixXf(tensor.transpose())
+                                            : Eigen::MatrixXf(tensor);
     if (half && layout == Layout::kLinear) {
       std::vector<std::uint16_t> bits(static_cast<std::size_t>(rows.size()));
       for (Eigen::Index i = 0; i < rows.size(); ++i)

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "continual_attention.h"
+#include "nystream/conv_stem.h"
 #include "nystream/ops.h"
 #include "window_attention.h"
 
@@ -80,7 +81,8 @@ struct StreamState::Impl {
         hidden(c.ff_dim, 1),
         y(c.embed_dim, 1),
         final_row(c.embed_dim, 1),
-        logits(c.classes) {
+        logits(c.classes),
+        stem(c.stem.enabled() ? new ConvStem(c.stem, w.stem) : nullptr) {
     // One single-output attention per layer (stacked), or the first layer's,
     // retroactive when a second block reads every window row.
     const int continual_layers = c.stacked() ? c.blocks : 1;
@@ -120,8 +122,9 @@ struct StreamState::Impl {
       if (packed)
         multiply(packed->input, normalized.data(), embedded.data());
       else
-        embedded.noalias() = w.input * normalized;
+        embedded.noalias() = w.input * normalized.head(c.linear_input_dim());
       embedded += w.input_bias + w.positions.col(time % c.positional_period);
+      if (stem) stem->add_to(normalized.data() + c.stem.input_offset, embedded);
       if (embedded.allFinite() && project_layer(0, embedded)) return true;
     }
     clear_token();
@@ -245,6 +248,7 @@ struct StreamState::Impl {
   std::vector<unsigned char> valid;
   Eigen::VectorXf last_attention;
   std::unique_ptr<WindowAttention> last;
+  std::unique_ptr<ConvStem> stem;  // config.stem's scratch, or nullptr
 };
 
 StreamState::StreamState(std::shared_ptr<const Model> model) : impl_(new Impl(std::move(model))) {}

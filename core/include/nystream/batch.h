@@ -9,6 +9,7 @@
 #pragma once
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -79,6 +80,56 @@ MatrixT<S> nystrom_attention_head(const MatrixT<S>& q, const MatrixT<S>& k,
   return gv.transpose() * ((z ? *z : own).transpose() * f_t);  // d x nq
 }
 
+// The stem (config.h StemConfig) on one token's stem input, by direct loops:
+// the pooled c_L (g + 2) values, the reference for ConvStem's im2col products.
+// convs[l], biases[l]: layer l's filters ((c_in kh kw) x c_out) and biases.
+template <typename S>
+VectorT<S> stem_pooled(const StemConfig& c, const std::vector<MatrixT<S>>& convs,
+                       const std::vector<VectorT<S>>& biases, const S* input) {
+  std::vector<S> x(input, input + c.input_size());
+  int channels = c.input_channels, height = c.input_height, width = c.input_width;
+  for (std::size_t l = 0; l < c.layers.size(); ++l) {
+    const StemLayer& s = c.layers[l];
+    const int out_h = c.output_height(static_cast<int>(l)), out_w = c.output_width(static_cast<int>(l));
+    std::vector<S> y(static_cast<std::size_t>(s.channels) * out_h * out_w);
+    for (int o = 0; o < s.channels; ++o)
+      for (int oy = 0; oy < out_h; ++oy)
+        for (int ox = 0; ox < out_w; ++ox) {
+          S sum = biases[l](o);
+          for (int i = 0; i < channels; ++i)
+            for (int ky = 0; ky < s.kernel_height; ++ky)
+              for (int kx = 0; kx < s.kernel_width; ++kx) {
+                const int iy = oy * s.stride_height - s.kernel_height / 2 + ky;
+                const int ix = ox * s.stride_width - s.kernel_width / 2 + kx;
+                if (iy < 0 || iy >= height || ix < 0 || ix >= width) continue;
+                sum += convs[l]((i * s.kernel_height + ky) * s.kernel_width + kx, o) *
+                       x[(static_cast<std::size_t>(i) * height + iy) * width + ix];
+              }
+          y[(static_cast<std::size_t>(o) * out_h + oy) * out_w + ox] = sum > S(0) ? sum : S(0);
+        }
+    x.swap(y);
+    channels = s.channels, height = out_h, width = out_w;
+  }
+  const int g = c.pool_strips;
+  VectorT<S> pooled(channels * (g + 2));
+  for (int o = 0; o < channels; ++o) {
+    const S* map = x.data() + static_cast<std::size_t>(o) * height * width;
+    auto max_rows = [&](int begin, int end) {
+      S top = map[static_cast<std::size_t>(begin) * width];
+      for (int p = begin * width; p < end * width; ++p) top = std::max(top, map[p]);
+      return top;
+    };
+    for (int i = 0; i < g; ++i)
+      pooled(o * (g + 2) + i) = max_rows(static_cast<int>(1LL * i * height / g),
+                                         static_cast<int>(1LL * (i + 1) * height / g));
+    pooled(o * (g + 2) + g) = max_rows(0, height);
+    S sum = 0;
+    for (int p = 0; p < height * width; ++p) sum += map[p];
+    pooled(o * (g + 2) + g + 1) = sum / S(height * width);
+  }
+  return pooled;
+}
+
 template <typename S>
 class BatchModel {
  public:
@@ -106,6 +157,11 @@ class BatchModel {
     final_beta_ = w.final_beta.cast<S>();
     classifier_ = w.classifier.cast<S>();
     classifier_bias_ = w.classifier_bias.cast<S>();
+    for (const StemWeights::Conv& conv : w.stem.convs) {
+      stem_convs_.push_back(conv.weight.cast<S>());
+      stem_biases_.push_back(conv.bias.cast<S>());
+    }
+    stem_proj_ = w.stem.proj.cast<S>();
     const bool fixed = config_.attention == AttentionKind::kNystrom &&
                        config_.schedule == LandmarkSchedule::kFixed;
     if (model_pinv && fixed) {
@@ -118,15 +174,20 @@ class BatchModel {
 
   const ModelConfig& config() const { return config_; }
 
-  // Input normalisation and projection plus the recycled positional embedding: E x n.
+  // Input normalisation and projection (of the first linear_input_dim() values)
+  // plus the recycled positional embedding and the stem's projection: E x n.
   MatrixT<S> embed(const Window& window) const {
     MatrixT<S> tokens = window.tokens;
     if (input_mean_.size())
       tokens = ((tokens.colwise() - input_mean_).array().colwise() * input_scale_.array()).matrix();
-    MatrixT<S> x = input_ * tokens;
+    MatrixT<S> x = input_ * tokens.topRows(config_.linear_input_dim());
     x.colwise() += input_bias_;
     for (Eigen::Index j = 0; j < x.cols(); ++j)
       x.col(j) += positions_.col(static_cast<Eigen::Index>(window.times[j] % config_.positional_period));
+    if (config_.stem.enabled())
+      for (Eigen::Index j = 0; j < x.cols(); ++j)
+        x.col(j) += stem_proj_ * stem_pooled<S>(config_.stem, stem_convs_, stem_biases_,
+                                                tokens.col(j).data() + config_.stem.input_offset);
     return x;
   }
 
@@ -390,6 +451,9 @@ class BatchModel {
   std::vector<Layer> layers_;
   std::vector<Landmarks<S>> fixed_;
   std::vector<MatrixT<S>> pinv_;  // model_pinv: layer l head h at l * heads + h
+  std::vector<MatrixT<S>> stem_convs_;
+  std::vector<VectorT<S>> stem_biases_;
+  MatrixT<S> stem_proj_;
 };
 
 }  // namespace nystream

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace nystream {
 
@@ -45,6 +46,46 @@ enum class WeightType {
   kBF16,  // bfloat16: float32's exponent range, 8-bit significand
 };
 
+// One convolution of a stem: zero "same" padding (kernel / 2 on each side),
+// stride, bias, then ReLU. Output size along an axis: (in + 2 (k / 2) - k) / s + 1.
+struct StemLayer {
+  int channels = 16;                // c_out
+  int kernel_height = 3, kernel_width = 3;
+  int stride_height = 1, stride_width = 1;
+};
+
+// A learned front end inside the model (docs/model-format.md, `architecture.stem`):
+// token values [input_offset, input_offset + C H W), after the input
+// normalisation, read as a C x H x W tensor (channel-major, row-major), go
+// through the convolutions; the last feature map (c_L x H' x W') is pooled into
+// c_L (pool_strips + 2) values (per channel: the maximum over each of pool_strips
+// horizontal strips, rows [floor(i H' / g), floor((i + 1) H' / g)), then the
+// global maximum, then the global mean; channel c at [c (g + 2), (c + 1)(g + 2)))
+// and projected to E by stem.proj (no bias), added to the token's embedding.
+// No layers: no stem (every model before the stem existed).
+struct StemConfig {
+  int input_offset = 0;
+  int input_channels = 0, input_height = 0, input_width = 0;  // C, H, W
+  std::vector<StemLayer> layers;
+  int pool_strips = 0;  // g
+
+  bool enabled() const { return !layers.empty(); }
+  long long input_size() const { return 1LL * input_channels * input_height * input_width; }
+  // Height and width of layer l's output (l = -1: the input).
+  int output_height(int l) const;
+  int output_width(int l) const;
+  int channels(int l) const { return l < 0 ? input_channels : layers[l].channels; }
+  // c_L (g + 2): what stem.proj reads.
+  int pooled_size() const;
+  // Floats the scratch of one stream holds (im2col and activations).
+  long long scratch_floats() const;
+  // Multiply-adds x 2 of the convolutions, pooling excluded (flops.h adds proj).
+  double conv_flops() const;
+  // Empty when usable with tokens of input_dim values; else what is wrong,
+  // naming the field (stem.layers[1].kernel, ...).
+  std::string validate(int input_dim) const;
+};
+
 struct ModelConfig {
   int window = 120;       // n: tokens the attention sees
   int landmarks = 8;      // m: Nyström landmarks; continual landmarks need window % landmarks == 0
@@ -66,7 +107,12 @@ struct ModelConfig {
   // The input, attention, feed-forward and classifier matrices: a 16-bit type
   // rounds them once (Model::create) and the step reads 16-bit copies.
   WeightType weight_type = WeightType::kF32;
+  // How many leading token values the input projection reads: -1 (the default)
+  // for all input_dim; fewer when the rest only feed the stem.
+  int linear_inputs = -1;
+  StemConfig stem;  // no layers: none
 
+  int linear_input_dim() const { return linear_inputs < 0 ? input_dim : linear_inputs; }
   int head_dim() const { return embed_dim / heads; }
   // Steps between continual landmark updates (L = n / m).
   int segment_length() const { return window / landmarks; }
@@ -100,6 +146,13 @@ struct ConfigLimits {
   // gigabytes or minutes.
   static constexpr long long kMaxStreamFloats = 1LL << 26;  // 256 MiB
   static constexpr long long kMaxPinvWork = 1LL << 28;      // m^3 h: ~0.3 s at load
+  // Stem: layers, channels, kernel and stride sides, and its work per token
+  // (a few ms at most: the stem runs on the streaming thread for every token).
+  static constexpr int kMaxStemLayers = 8;
+  static constexpr int kMaxStemChannels = 1024;
+  static constexpr int kMaxStemKernel = 31;
+  static constexpr int kMaxStemStride = 16;
+  static constexpr double kMaxStemFlops = 1e9;
 };
 
 const char* to_string(AttentionKind kind);

@@ -32,17 +32,31 @@ struct LayerWeights {
   Eigen::MatrixXf landmark_queries, landmark_keys;
 };
 
+// A stem's weights (config.h StemConfig), float32 whatever config.weight_type.
+struct StemWeights {
+  struct Conv {
+    // (c_in kh kw) x c_out: column o is filter o, row (i kh + y) kw + x its weight
+    // at input channel i, kernel row y, column x (the file's [c_out, c_in, kh, kw]
+    // memory read column-major).
+    Eigen::MatrixXf weight;
+    Eigen::VectorXf bias;  // c_out
+  };
+  std::vector<Conv> convs;  // one per StemConfig layer
+  Eigen::MatrixXf proj;     // E x pooled_size()
+};
+
 struct ModelWeights {
   // Input normalisation, x <- (x - input_mean) * input_scale (scale = 1 / std);
   // both empty for none.
   Eigen::VectorXf input_mean, input_scale;  // D_in
-  Eigen::MatrixXf input;       // E x D_in
+  Eigen::MatrixXf input;       // E x config.linear_input_dim()
   Eigen::VectorXf input_bias;  // E
   Eigen::MatrixXf positions;   // E x P, recycled: token t adds column t mod P
   std::vector<LayerWeights> layers;
   Eigen::VectorXf final_gamma, final_beta;  // E
   Eigen::MatrixXf classifier;       // C x E
   Eigen::VectorXf classifier_bias;  // C
+  StemWeights stem;                 // empty without config.stem
 };
 
 // 16-bit copies of the matrices a step multiplies by (config.weight_type F16 or

@@ -22,6 +22,7 @@
 
 #include "nystream/batch.h"
 #include "nystream/config.h"
+#include "nystream/conv_stem.h"
 #include "nystream/flops.h"
 #include "nystream/model.h"
 #include "nystream/model_file.h"
