@@ -176,8 +176,6 @@ std::string StemConfig::validate(int input_dim) const {
   return {};
 }
 
-
-
 const char* to_string(AttentionKind kind) {
   return kind == AttentionKind::kNystrom ? "nystrom" : "softmax";
 }

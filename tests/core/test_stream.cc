@@ -77,6 +77,50 @@ TEST(Stream, NoHeapAllocationPerStep) {
   }
 }
 
+// Issue 18: a model with a convolutional stem (the video shape: two stride-2
+// 3 x 3 layers over a 2 x 24 x 32 tensor, and the audio one: a 7 x 1 kernel over
+// 2 x 64 x 1), float32 and with 16-bit linear weights: still nothing per step.
+TEST(Stream, NoHeapAllocationPerStepWithStem) {
+  for (const bool video : {true, false})
+    for (const WeightType type : {WeightType::kF32, WeightType::kBF16}) {
+      ModelConfig c = small_config(16, 4, 1, LandmarkSchedule::kFixed);
+      c.weight_type = type;
+      StemLayer first, second;
+      if (video) {
+        c.input_dim = 20 + 2 * 24 * 32;
+        c.linear_inputs = 20;
+        c.stem.input_offset = 20;
+        c.stem.input_channels = 2, c.stem.input_height = 24, c.stem.input_width = 32;
+        first.channels = 16, first.stride_height = first.stride_width = 2;
+        second.channels = 32, second.stride_height = second.stride_width = 2;
+        c.stem.layers = {first, second};
+        c.stem.pool_strips = 2;
+      } else {
+        c.input_dim = 128;
+        c.stem.input_channels = 2, c.stem.input_height = 64, c.stem.input_width = 1;
+        first.channels = 32, first.kernel_height = 7, first.kernel_width = 1;
+        c.stem.layers = {first};
+        c.stem.pool_strips = 4;
+      }
+      const auto model = make_model(c);
+      StreamState stream(model);
+      const Eigen::MatrixXf tokens = random_tokens(c.input_dim, 257, 43);
+      Eigen::VectorXf scores(c.classes);
+      for (int t = 0; t < 3 * c.window; ++t) stream.step(tokens.col(t % 257).data(), scores.data());
+      g_allocations = 0;
+      g_counting = true;
+      for (int t = 0; t < 2000; ++t) {
+        stream.step(tokens.col(t % 257).data(), scores.data());
+        if (t % 500 == 250) stream.reset();
+      }
+      g_counting = false;
+      const long allocations = g_allocations;
+      std::printf("%s stem, %s weights: %ld allocations in 2000 steps\n", video ? "video" : "audio",
+                  to_string(type), allocations);
+      EXPECT_EQ(allocations, 0);
+    }
+}
+
 // The counter works: an allocation while counting is seen.
 TEST(Stream, AllocationCounterSeesAllocations) {
   g_allocations = 0;
