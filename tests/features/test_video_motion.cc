@@ -194,6 +194,7 @@ TEST(VideoMotion, StreamingEqualsOfflineForRandomSplits) {
   const std::vector<std::uint8_t> video = render(path, 3.0, 30);
   VideoMotionParams extended;
   extended.compensate_camera = extended.motion_histograms = true;
+  extended.stem_width = 16, extended.stem_height = 12;
   for (const VideoMotionParams& params : {VideoMotionParams{}, extended}) {
   auto x = make(gray(30), params);
   TokenCollector whole;
@@ -509,6 +510,112 @@ TEST(VideoMotion, LongBaselineSeesSlowScaleChange) {
   EXPECT_NE(error.find("needs motion_histograms"), std::string::npos) << error;
   ASSERT_TRUE(VideoMotionParams::parse(lp.to_json(), &q, &error)) << error;
   EXPECT_EQ(q.long_baseline, 5);
+}
+
+// --- stem_width / stem_height: the input of a model's convolutional stem ------
+
+// A frame at the analysis size (64 x 48, so the scaling is a copy): pixel
+// (x, y) of frame i.
+std::uint8_t known_pixel(int i, int x, int y) { return static_cast<std::uint8_t>((7 * x + 13 * y + 40 * i) % 256); }
+
+TEST(VideoMotion, StemPartIsTheFrameAndItsDifference) {
+  VideoMotionParams base = extended(true);
+  base.long_baseline = 2;  // the stem part comes after the long part
+  VideoMotionParams p = base;
+  p.stem_width = 32, p.stem_height = 24;
+  const int n = 32 * 24;
+  ASSERT_EQ(p.validate(), "");
+  EXPECT_EQ(p.stem_dim(), 2 * n);
+  EXPECT_EQ(p.dim(), base.dim() + 2 * n);
+  VideoFormat f = gray(10);
+  f.width = p.analysis_width, f.height = p.analysis_height;
+  auto x = make(f, p);
+  auto plain = make(f, base);
+  std::vector<std::uint8_t> frame(x->frame_bytes());
+  TokenCollector t, ref;
+  // Five tokens, a drain (a reset: the next token has no previous frame), two more.
+  const int frames = 7;
+  for (int i = 0; i < frames; ++i) {
+    for (int y = 0; y < f.height; ++y)
+      for (int c = 0; c < f.width; ++c) frame[static_cast<std::size_t>(y) * f.width + c] = known_pixel(i, c, y);
+    const std::int64_t pts = (i < 5 ? i : i + 10) * 100'000'000LL;
+    ASSERT_EQ(x->push(frame.data(), frame.size(), pts, t), PushStatus::kOk);
+    ASSERT_EQ(plain->push(frame.data(), frame.size(), pts, ref), PushStatus::kOk);
+    if (i == 4) x->drain(kNoTimestamp, t), plain->drain(kNoTimestamp, ref);
+  }
+  x->drain(kNoTimestamp, t);
+  plain->drain(kNoTimestamp, ref);
+  ASSERT_EQ(t.count(), frames);
+  ASSERT_EQ(t.dim, p.dim());
+  // 2 x 2 box means of frame i, 0..1.
+  auto expected = [&](int i, int sx, int sy) {
+    int sum = 0;
+    for (int y = 2 * sy; y < 2 * sy + 2; ++y)
+      for (int c = 2 * sx; c < 2 * sx + 2; ++c) sum += known_pixel(i, c, y);
+    return sum / (4 * 255.0);
+  };
+  double worst = 0;
+  for (int k = 0; k < frames; ++k) {
+    const float* token = t.data.data() + static_cast<std::size_t>(k) * t.dim;
+    // Everything before the stem part is the descriptor without it, bit for bit.
+    ASSERT_TRUE(std::equal(token, token + base.dim(), ref.data.begin() + k * ref.dim)) << "token " << k;
+    const float* image = token + base.dim();
+    const float* diff = image + n;
+    const bool first = k == 0 || k == 5;
+    for (int sy = 0; sy < 24; ++sy)
+      for (int sx = 0; sx < 32; ++sx) {
+        const int i = sy * 32 + sx;
+        worst = std::max(worst, std::abs(image[i] - expected(k, sx, sy)));
+        if (first)
+          ASSERT_EQ(diff[i], 0.0f) << "token " << k;
+        else
+          worst = std::max(worst, std::abs(diff[i] - (expected(k, sx, sy) - expected(k - 1, sx, sy))));
+      }
+  }
+  EXPECT_LT(worst, 1e-6);
+}
+
+// At any frame size: the stem image is a box downsample of the analysis image,
+// as the thumbnail is; 2 x 2 means of a 32 x 24 stem image are the 16 x 12 thumbnail.
+TEST(VideoMotion, StemImageAgreesWithTheThumbnail) {
+  VideoMotionParams p;
+  p.stem_width = 32, p.stem_height = 24;
+  auto x = make(gray(30), p);
+  const TokenCollector t = run(*x, render([](double t, double* x, double* y, double* w, double* h) {
+    *x = 40 + 90 * t; *y = 50; *w = 60; *h = 120; }, 1.0, 30), 30);
+  ASSERT_EQ(t.count(), 10);
+  const VideoMotionParams base;
+  double worst = 0, motion = 0;
+  for (int k = 0; k < t.count(); ++k) {
+    const float* token = t.data.data() + static_cast<std::size_t>(k) * t.dim;
+    const float* image = token + base.dim();
+    for (int ty = 0; ty < 12; ++ty)
+      for (int tx = 0; tx < 16; ++tx) {
+        const double mean = (image[2 * ty * 32 + 2 * tx] + image[2 * ty * 32 + 2 * tx + 1] +
+                             image[(2 * ty + 1) * 32 + 2 * tx] + image[(2 * ty + 1) * 32 + 2 * tx + 1]) / 4;
+        worst = std::max(worst, std::abs(mean - token[ty * 16 + tx]));
+      }
+    for (int i = 0; i < 32 * 24; ++i) motion = std::max(motion, double(std::abs(image[32 * 24 + i])));
+  }
+  EXPECT_LT(worst, 1e-6);
+  EXPECT_GT(motion, 0.1);  // the moving figure shows in the difference
+}
+
+TEST(VideoMotionParams, StemSize) {
+  VideoMotionParams q;
+  std::string error;
+  ASSERT_TRUE(VideoMotionParams::parse("{\"stem_width\": 16, \"stem_height\": 12}", &q, &error)) << error;
+  EXPECT_EQ(q.dim(), VideoMotionParams{}.dim() + 2 * 16 * 12);
+  VideoMotionParams r;
+  ASSERT_TRUE(VideoMotionParams::parse(q.to_json(), &r, &error)) << error;
+  EXPECT_EQ(r.to_json(), q.to_json());
+  EXPECT_NE(VideoMotionParams{}.to_json().find("\"stem_width\":0"), std::string::npos);
+  EXPECT_FALSE(VideoMotionParams::parse("{\"stem_width\": 16}", &q, &error));
+  EXPECT_NE(error.find("both"), std::string::npos) << error;
+  EXPECT_FALSE(VideoMotionParams::parse("{\"stem_width\": 24, \"stem_height\": 12}", &q, &error));
+  EXPECT_NE(error.find("multiple of the stem size"), std::string::npos) << error;
+  EXPECT_FALSE(VideoMotionParams::parse("{\"stem_width\": 128, \"stem_height\": 12}", &q, &error));
+  EXPECT_NE(error.find("stem_width"), std::string::npos) << error;
 }
 
 TEST(VideoMotion, BadInputIsReported) {

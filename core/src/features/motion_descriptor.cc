@@ -50,6 +50,21 @@ inline std::int32_t row_sad(const std::uint8_t* a, const std::uint8_t* b, int n)
 
 }  // namespace
 
+std::int64_t block_means(const std::uint8_t* image, int stride, int width, int height, int out_width,
+                         int out_height, float* out) noexcept {
+  const int cw = width / out_width, ch = height / out_height;
+  std::int64_t total = 0;
+  for (int ty = 0; ty < out_height; ++ty)
+    for (int tx = 0; tx < out_width; ++tx) {
+      int sum = 0;
+      for (int y = ty * ch; y < (ty + 1) * ch; ++y)
+        for (int x = tx * cw; x < (tx + 1) * cw; ++x) sum += image[static_cast<std::ptrdiff_t>(y) * stride + x];
+      total += sum;
+      out[ty * out_width + tx] = static_cast<float>(sum) / (255.0f * cw * ch);
+    }
+  return total;
+}
+
 MotionDescriptor::MotionDescriptor(const VideoMotionParams& params, int stride)
     : p_(params), stride_(stride), pad_stride_(params.analysis_width + 2 * params.search_range) {
   padded_.assign(static_cast<std::size_t>(pad_stride_) * (params.analysis_height + 2 * params.search_range), 0);
@@ -168,18 +183,9 @@ void MotionDescriptor::compute_motion_parts(const std::uint8_t* cur, const std::
 
 void MotionDescriptor::compute(const std::uint8_t* cur, const std::uint8_t* prev, float* out) noexcept {
   const int W = p_.analysis_width, H = p_.analysis_height;
-  const int tw = p_.thumb_width, th = p_.thumb_height, cw = W / tw, ch = H / th;
+  const int tw = p_.thumb_width, th = p_.thumb_height;
   // Thumbnail: block means, 0..1.
-  double brightness = 0;
-  for (int ty = 0; ty < th; ++ty)
-    for (int tx = 0; tx < tw; ++tx) {
-      int sum = 0;
-      for (int y = ty * ch; y < (ty + 1) * ch; ++y)
-        for (int x = tx * cw; x < (tx + 1) * cw; ++x) sum += cur[static_cast<std::ptrdiff_t>(y) * stride_ + x];
-      brightness += sum;
-      out[ty * tw + tx] = static_cast<float>(sum) / (255.0f * cw * ch);
-    }
-  brightness /= 255.0 * W * H;
+  const double brightness = static_cast<double>(block_means(cur, stride_, W, H, tw, th, out)) / (255.0 * W * H);
 
   const int cols = p_.grid_cols, rows = p_.grid_rows, cells = cols * rows;
   float* grid = out + tw * th;

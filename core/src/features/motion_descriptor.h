@@ -10,12 +10,18 @@
 
 namespace nystream::detail {
 
+// Block means, 0..1, of a width x height gray image (rows `stride` bytes apart)
+// over an out_width x out_height grid of equal blocks (each divides its side),
+// row-major into out. Returns the sum of all pixels.
+std::int64_t block_means(const std::uint8_t* image, int stride, int width, int height, int out_width,
+                         int out_height, float* out) noexcept;
+
 class MotionDescriptor {
  public:
   // Images are analysis_width x analysis_height gray, rows `stride` bytes apart.
   MotionDescriptor(const VideoMotionParams& params, int stride);
 
-  // Writes params.dim() - params.long_dim() floats. `prev` null: no previous
+  // Writes params.dim() - params.long_dim() - params.stem_dim() floats. `prev` null: no previous
   // frame, motion part zero.
   void compute(const std::uint8_t* cur, const std::uint8_t* prev, float* out) noexcept;
   // The camera (compensate_camera) and histogram parts only, params.long_dim()

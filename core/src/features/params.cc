@@ -133,7 +133,7 @@ std::string LogMelParams::to_json() const {
 
 int VideoMotionParams::dim() const {
   return thumb_width * thumb_height + 3 * grid_cols * grid_rows + kGlobalFeatures +
-         (compensate_camera ? kCameraFeatures : 0) + (motion_histograms ? kHistogramFeatures : 0) + long_dim();
+         (compensate_camera ? kCameraFeatures : 0) + (motion_histograms ? kHistogramFeatures : 0) + long_dim() + stem_dim();
 }
 
 int VideoMotionParams::long_dim() const {
@@ -144,6 +144,7 @@ VideoMotionParams VideoMotionParams::long_baseline_params() const {
   VideoMotionParams p = *this;
   p.search_range = 2 * search_range;
   p.long_baseline = 0;
+  p.stem_width = p.stem_height = 0;
   return p;
 }
 
@@ -168,6 +169,11 @@ std::string VideoMotionParams::validate() const {
   if (!(e = range("long_baseline", long_baseline, 0, 50)).empty()) return e;
   if (long_baseline > 0 && !motion_histograms) return "long_baseline needs motion_histograms";
   if (long_baseline > 0 && 2 * search_range > 32) return "long_baseline needs search_range <= 16 (it searches twice as far)";
+  if (!(e = range("stem_width", stem_width, 0, analysis_width)).empty()) return e + " (at most analysis_width)";
+  if (!(e = range("stem_height", stem_height, 0, analysis_height)).empty()) return e + " (at most analysis_height)";
+  if ((stem_width == 0) != (stem_height == 0)) return "stem_width and stem_height are both 0 (no stem part) or both set";
+  if (stem_width > 0 && (analysis_width % stem_width || analysis_height % stem_height))
+    return "the analysis size must be a multiple of the stem size";
   return {};
 }
 
@@ -176,7 +182,8 @@ bool VideoMotionParams::parse(const std::string& json, VideoMotionParams* out, s
                                               "thumb_width", "thumb_height",   "grid_cols",
                                               "grid_rows",   "search_range",   "motion_threshold",
                                               "timestamp_tolerance_ns", "compensate_camera",
-                                              "motion_histograms", "long_baseline"};
+                                              "motion_histograms", "long_baseline", "stem_width",
+                                              "stem_height"};
   Json j;
   VideoMotionParams p;
   std::string e;
@@ -191,7 +198,8 @@ bool VideoMotionParams::parse(const std::string& json, VideoMotionParams* out, s
                   read_key(j, "timestamp_tolerance_ns", &p.timestamp_tolerance_ns, &e) &&
                   read_key(j, "compensate_camera", &p.compensate_camera, &e) &&
                   read_key(j, "motion_histograms", &p.motion_histograms, &e) &&
-                  read_key(j, "long_baseline", &p.long_baseline, &e);
+                  read_key(j, "long_baseline", &p.long_baseline, &e) &&
+                  read_key(j, "stem_width", &p.stem_width, &e) && read_key(j, "stem_height", &p.stem_height, &e);
   if (!ok) { *error = "video-motion: " + e; return false; }
   if (!(e = p.validate()).empty()) { *error = "video-motion: " + e; return false; }
   *out = p;
@@ -211,7 +219,9 @@ std::string VideoMotionParams::to_json() const {
             {"timestamp_tolerance_ns", timestamp_tolerance_ns},
             {"compensate_camera", compensate_camera},
             {"motion_histograms", motion_histograms},
-            {"long_baseline", long_baseline}};
+            {"long_baseline", long_baseline},
+            {"stem_width", stem_width},
+            {"stem_height", stem_height}};
   return j.dump();
 }
 

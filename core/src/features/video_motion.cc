@@ -146,14 +146,31 @@ struct VideoMotionExtractor::Impl {
     if (long_descriptor) long_descriptor->reset();
   }
 
+  // The stem part (stem_width > 0): the held frame's block means, then their
+  // difference to the previous token's frame's (zero without one).
+  void stem_part(float* out) noexcept {
+    const int W = params.analysis_width, H = params.analysis_height;
+    const int sw = params.stem_width, sh = params.stem_height, n = sw * sh;
+    float* diff = out + n;
+    detail::block_means(held, stride, W, H, sw, sh, out);
+    if (!have_previous) {
+      std::fill(diff, diff + n, 0.0f);
+      return;
+    }
+    detail::block_means(previous, stride, W, H, sw, sh, diff);
+    for (int i = 0; i < n; ++i) diff[i] = out[i] - diff[i];
+  }
+
   void emit(TokenSink& sink) noexcept {
+    float* long_part = token.data() + params.dim() - params.stem_dim() - params.long_dim();
     descriptor->compute(held, have_previous ? previous : nullptr, token.data());
+    if (params.stem_dim()) stem_part(long_part + params.long_dim());
     std::memcpy(previous, held, image_bytes());
     have_previous = true;
     if (long_descriptor) {
       std::uint8_t* slot = history + image_bytes() * history_next;
       long_descriptor->compute_motion_parts(held, history_count == params.long_baseline ? slot : nullptr,
-                                            token.data() + params.dim() - params.long_dim());
+                                            long_part);
       std::memcpy(slot, held, image_bytes());
       history_next = (history_next + 1) % params.long_baseline;
       history_count = std::min(history_count + 1, params.long_baseline);

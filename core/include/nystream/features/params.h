@@ -68,14 +68,20 @@ struct VideoMotionParams {
                                    // and histogram parts again, measured against the frame this
                                    // many tokens earlier at +-2 search_range: an actor's size
                                    // changes by a fraction of a pixel per token, several over it
+  int stem_width = 0;              // > 0 (with stem_height; each divides the analysis size):
+  int stem_height = 0;             // appends the token's gray frame, block means of the analysis
+                                   // image (0..1), then its difference to the previous token's
+                                   // (zero on the first): a model's stem input [2, stem_height, stem_width]
 
   int block_width() const { return analysis_width / grid_cols; }
   int block_height() const { return analysis_height / grid_rows; }
   // thumbnail + 3 per grid cell (dx, dy, difference energy) + kGlobalFeatures
-  // [+ kCameraFeatures] [+ kHistogramFeatures] [+ long_dim()].
+  // [+ kCameraFeatures] [+ kHistogramFeatures] [+ long_dim()] [+ stem_dim()].
   int dim() const;
   // The long-baseline part: [kCameraFeatures] + kHistogramFeatures, or 0.
   int long_dim() const;
+  // The stem part, last in the token: 2 stem_height stem_width, or 0.
+  int stem_dim() const { return 2 * stem_width * stem_height; }
   // The parameters of the long-baseline measurement (search_range doubled).
   VideoMotionParams long_baseline_params() const;
   static constexpr int kGlobalFeatures = 16;

@@ -30,6 +30,9 @@
 //                spread, scale change, divergence, rotation, ...
 //   [long]       long_baseline > 0 only: camera and histogram parts again, from
 //                the frame long_baseline tokens earlier (zero until there is one)
+//   [stem]       stem_width > 0 only: the gray image's stem_height x stem_width
+//                block means, 0..1, then their difference to the previous token's
+//                frame's (zero without one): a model stem's [2, H, W] input
 // The first token after a reset has no previous frame: its motion part is zero.
 //
 // Threading: one thread at a time. push(), drain() and reset() allocate nothing
