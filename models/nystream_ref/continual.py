@@ -17,6 +17,7 @@ recomputed (in float64, as core's LandmarkKernel).
 Command line (timing): python3 -m nystream_ref.continual [--steps N] [architecture]
 """
 import argparse
+import copy
 import sys
 import time
 
@@ -37,6 +38,7 @@ class ContinualStep:
         self.rebuild_every = rebuild_every or c.window
         cast = lambda t: t.detach().to(dtype)  # noqa: E731
         self.input_w, self.input_b = cast(model.input.weight), cast(model.input.bias)
+        self.stem = None if model.stem is None else copy.deepcopy(model.stem).to(dtype)
         self.mean = None if model.input_mean is None else cast(model.input_mean)
         self.inv_std = None if model.input_std is None else cast(1.0 / model.input_std)
         self.positions = cast(model.positions)
@@ -94,7 +96,10 @@ class ContinualStep:
         x = torch.as_tensor(features, dtype=self.dtype)
         if self.mean is not None:
             x = (x - self.mean) * self.inv_std
-        e = self.input_w @ x + self.input_b + self.positions[self.time % c.positional_period]
+        e = (self.input_w @ x[:c.linear_input_dim] + self.input_b
+             + self.positions[self.time % c.positional_period])
+        if self.stem is not None:
+            e = e + self.stem(x)
         qkv = self.qkv_w @ e + self.qkv_b
         finite = bool(torch.isfinite(qkv).all()) and bool(torch.isfinite(e).all())
         if not finite:

@@ -59,6 +59,11 @@ def state_tensors(model: NystreamModel):
         module = getattr(model, name)
         put(name + ".weight", module.weight)
         put(name + ".bias", module.bias)
+    if model.stem is not None:
+        for i, conv in enumerate(model.stem.conv):
+            put(f"stem.conv.{i}.weight", conv.weight)
+            put(f"stem.conv.{i}.bias", conv.bias)
+        put("stem.proj.weight", model.stem.proj.weight)
     return t
 
 
@@ -152,6 +157,14 @@ def add_architecture_args(parser):
     a("--period", type=int, default=None, help="positional period P (default: window)")
     a("--activation", default="sigmoid", choices=("sigmoid", "softmax"))
     a("--no-output-projection", action="store_true")
+    a("--linear-inputs", type=int, default=None,
+      help="how many leading feature values the linear input projection reads (default: all; "
+           "the rest only feed the stem)")
+    a("--stem-json", default=None,
+      help="a convolutional stem, `architecture.stem` of docs/model-format.md: a JSON object "
+           "or a file holding one, e.g. '{\"input_offset\": 120, \"input_shape\": [2, 24, 32], "
+           "\"layers\": [{\"channels\": 16, \"kernel\": [3, 3], \"stride\": [2, 2]}], "
+           "\"pool_strips\": 3}'")
 
 
 def config_from_args(args):
@@ -164,7 +177,21 @@ def config_from_args(args):
                   landmark_schedule=args.schedule, pinv=args.pinv,
                   pinv_iterations=args.pinv_iterations, positional_period=args.period,
                   output_activation=args.activation,
-                  output_projection=not args.no_output_projection)
+                  output_projection=not args.no_output_projection,
+                  linear_inputs=args.linear_inputs, stem=stem_from_arg(args.stem_json))
+
+
+def stem_from_arg(value):
+    """--stem-json: None, a JSON object, or the name of a file holding one."""
+    if value is None:
+        return None
+    if not value.lstrip().startswith("{"):
+        try:
+            with open(value) as f:
+                value = f.read()
+        except OSError as error:
+            raise ValueError(f"--stem-json: {error}") from None
+    return json.loads(value)
 
 
 def main(argv=None):
@@ -215,10 +242,11 @@ def main(argv=None):
         save(model, args.out)
     elif args.command == "convert":
         tensors, metadata = safetensors_io.read(args.file)
-        # The linear layers' matrices (2-D "*.weight"); the rest stays F32.
+        # The linear layers' matrices (2-D "*.weight"); the rest, the stem
+        # included, stays F32 (the engine keeps a stem float32).
         dtype = args.dtype.upper()
         dtypes = {name: dtype for name, t in tensors.items()
-                  if name.endswith(".weight") and t.ndim == 2}
+                  if name.endswith(".weight") and t.ndim == 2 and not name.startswith("stem.")}
         safetensors_io.write(args.out, tensors, metadata, dtypes)
     elif args.command == "golden":
         from .reference import stream_logits

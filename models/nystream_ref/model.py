@@ -18,6 +18,9 @@ Two assemblies (Config.assembly):
   cost linear in the rows, Attention.banded). With one block both assemblies are
   the same model.
 forward() returns the newest token's logits (pre-activation).
+
+A stem (Config.stem, docs/model-format.md `architecture.stem`) adds a small CNN's
+pooled, projected output to every token's embedding (Stem).
 """
 import dataclasses
 import math
@@ -29,6 +32,44 @@ import torch.nn.functional as F
 
 
 MAX_STACKED_BLOCKS = 16
+STEM_KEYS = ("input_offset", "input_shape", "layers", "pool_strips")
+STEM_LAYER_KEYS = ("channels", "kernel", "stride")
+
+
+def stem_spec(spec):
+    """A stem spec (`architecture.stem`, docs/model-format.md: input_offset,
+    input_shape [C, H, W], layers [{channels, kernel [kh, kw], stride [sh, sw]}],
+    pool_strips) with every key, defaults filled in (offset 0, stride [1, 1], no
+    strips), as the engine writes it. Unknown keys are refused."""
+    unknown = set(spec) - set(STEM_KEYS)
+    if unknown or not spec.get("layers") or "input_shape" not in spec:
+        raise ValueError(f"stem needs input_shape and layers (keys {', '.join(STEM_KEYS)}); "
+                         f"got {sorted(spec)}")
+    layers = []
+    for layer in spec["layers"]:
+        if set(layer) - set(STEM_LAYER_KEYS) or "channels" not in layer or "kernel" not in layer:
+            raise ValueError(f"stem layer needs channels and kernel (keys "
+                             f"{', '.join(STEM_LAYER_KEYS)}); got {sorted(layer)}")
+        layers.append({"channels": int(layer["channels"]),
+                       "kernel": [int(k) for k in layer["kernel"]],
+                       "stride": [int(k) for k in layer.get("stride", (1, 1))]})
+    return {"input_offset": int(spec.get("input_offset", 0)),
+            "input_shape": [int(k) for k in spec["input_shape"]],
+            "layers": layers, "pool_strips": int(spec.get("pool_strips", 0))}
+
+
+def stem_sizes(stem):
+    """(channels, height, width) of a stem's input and of each layer's output:
+    "same" padding k // 2 on both sides, so a side s becomes
+    (s + 2 (k // 2) - k) // stride + 1."""
+    c, h, w = stem["input_shape"]
+    sizes = [(c, h, w)]
+    for layer in stem["layers"]:
+        (kh, kw), (sh, sw) = layer["kernel"], layer["stride"]
+        h = (h + 2 * (kh // 2) - kh) // sh + 1
+        w = (w + 2 * (kw // 2) - kw) // sw + 1
+        sizes.append((layer["channels"], h, w))
+    return sizes
 
 
 @dataclasses.dataclass
@@ -51,12 +92,19 @@ class Config:
     output_activation: str = "sigmoid"    # or "softmax"
     output_projection: bool = True
     layer_norm_eps: float = 1e-5
+    linear_inputs: Optional[int] = None   # leading token values input.weight reads (None: all)
+    stem: Optional[dict] = None           # architecture.stem (stem_spec); None: no stem
 
     def __post_init__(self):
         self.classes = tuple(self.classes)
         if self.positional_period is None:
             self.positional_period = self.window
         problems = []
+        if self.linear_inputs is not None and not 1 <= self.linear_inputs <= self.input_dim:
+            problems.append("linear_inputs must be in 1 .. input_dim")
+        if self.stem is not None:
+            self.stem = stem_spec(self.stem)
+            problems += self._stem_problems()
         if self.embed_dim % self.heads:
             problems.append("embed_dim must be a multiple of heads")
         if self.assembly not in ("retroactive", "stacked"):
@@ -82,6 +130,26 @@ class Config:
             problems.append("class names must be unique and non-empty")
         if problems:
             raise ValueError("; ".join(problems))
+
+    def _stem_problems(self):
+        s = self.stem
+        if len(s["input_shape"]) != 3 or min(s["input_shape"]) < 1:
+            return ["stem input_shape must be 3 positive sizes [C, H, W]"]
+        if any(l["channels"] < 1 or len(l["kernel"]) != 2 or len(l["stride"]) != 2
+               or min(l["kernel"] + l["stride"]) < 1 for l in s["layers"]):
+            return ["stem layers need channels >= 1 and kernel and stride pairs >= 1"]
+        problems = []
+        c, h, w = s["input_shape"]
+        if s["input_offset"] < 0 or s["input_offset"] + c * h * w > self.input_dim:
+            problems.append("the stem's input [input_offset, input_offset + C H W) must lie "
+                            "within the input_dim token values")
+        if not 0 <= s["pool_strips"] <= stem_sizes(s)[-1][1]:
+            problems.append("stem pool_strips must be in 0 .. the last feature map's height")
+        return problems
+
+    @property
+    def linear_input_dim(self):
+        return self.input_dim if self.linear_inputs is None else self.linear_inputs
 
     @property
     def head_dim(self):
@@ -127,9 +195,13 @@ class Config:
         return self.attention == "nystrom" and self.landmark_schedule == "continual"
 
     def architecture(self):
-        """The metadata `architecture` object (every key written explicitly)."""
+        """The metadata `architecture` object (every key written explicitly, but
+        linear_inputs and stem only when set: files without them stay as before)."""
         out = dataclasses.asdict(self)
         out.pop("classes")
+        for key in ("linear_inputs", "stem"):
+            if out[key] is None:
+                out.pop(key)
         return out
 
 
@@ -334,13 +406,50 @@ class Block(nn.Module):
         return self.norm2(z + self.ff2(F.gelu(self.ff1(z))))
 
 
+class Stem(nn.Module):
+    """The convolutional stem (docs/model-format.md `architecture.stem`, as
+    core/include/nystream/conv_stem.h): the normalised token values [offset,
+    offset + C H W) as a C x H x W image, convolutions with "same" padding k // 2
+    and stride, each followed by ReLU; per channel of the last map, the maximum
+    over each of g horizontal strips (rows [i H'/g, (i+1) H'/g)), the global
+    maximum and the global mean (channel c's g + 2 values together), projected to
+    E without bias. Tensors stem.conv.{i}.weight / .bias and stem.proj.weight."""
+
+    def __init__(self, c: Config):
+        super().__init__()
+        s = c.stem
+        sizes = stem_sizes(s)
+        self.offset, self.shape, self.strips = s["input_offset"], sizes[0], s["pool_strips"]
+        self.conv = nn.ModuleList(
+            nn.Conv2d(sizes[i][0], layer["channels"], tuple(layer["kernel"]),
+                      stride=tuple(layer["stride"]), padding=tuple(k // 2 for k in layer["kernel"]))
+            for i, layer in enumerate(s["layers"]))
+        self.proj = nn.Linear(sizes[-1][0] * (self.strips + 2), c.embed_dim, bias=False)
+
+    def pooled(self, tokens):
+        """[..., D] normalised tokens -> [..., c_L (g + 2)]."""
+        c, h, w = self.shape
+        x = tokens[..., self.offset:self.offset + c * h * w].reshape(-1, c, h, w)
+        for conv in self.conv:
+            x = F.relu(conv(x))
+        height, g = x.shape[2], self.strips
+        parts = [x[:, :, i * height // g:(i + 1) * height // g].amax((2, 3)) for i in range(g)]
+        parts += [x.amax((2, 3)), x.mean((2, 3))]
+        return torch.stack(parts, -1).reshape(*tokens.shape[:-1], -1)
+
+    def forward(self, tokens):
+        """[..., D] normalised tokens -> what the stem adds to their embedding, [..., E]."""
+        return self.proj(self.pooled(tokens))
+
+
 class NystreamModel(nn.Module):
     def __init__(self, c: Config):
         super().__init__()
         self.c = c
         self.register_buffer("input_mean", None)
         self.register_buffer("input_std", None)
-        self.input = nn.Linear(c.input_dim, c.embed_dim)
+        self.input = nn.Linear(c.linear_input_dim, c.embed_dim)
+        self.stem = Stem(c) if c.stem is not None else None
         self.positions = nn.Parameter(torch.zeros(c.positional_period, c.embed_dim))
         self.layers = nn.ModuleList(Block(c) for _ in range(c.blocks))
         self.final_norm = nn.LayerNorm(c.embed_dim, eps=c.layer_norm_eps)
@@ -361,10 +470,13 @@ class NystreamModel(nn.Module):
         return self.input.weight.dtype
 
     def embed(self, tokens, times):
-        """Normalise, project, add positions[time mod P]: [B, n, E]."""
+        """Normalise, project (the first linear_input_dim values), add
+        positions[time mod P] and the stem's output: [B, n, E]."""
         if self.input_mean is not None:
             tokens = (tokens - self.input_mean) / self.input_std
-        return self.input(tokens) + self.positions[times % self.c.positional_period]
+        x = (self.input(tokens[..., :self.c.linear_input_dim])
+             + self.positions[times % self.c.positional_period])
+        return x if self.stem is None else x + self.stem(tokens)
 
     def window_landmarks(self, tokens, times, valid):
         """What the continual schedule holds right after a segment completes at the
@@ -452,9 +564,11 @@ class NystreamModel(nn.Module):
 def init_weights(model: NystreamModel, seed: int, random_extras: bool = False):
     """Xavier-uniform matrices (each of q, k, v on its own E x E block), as
     core's random_weights. random_extras: also random biases, LayerNorm gains
-    near 1, positions, fixed landmarks and input normalisation, so that a test
-    model exercises every tensor (otherwise: zero biases, unit gains, small
-    positions, for training)."""
+    near 1, positions, fixed landmarks, input normalisation and the stem's
+    projection, so that a test model exercises every tensor (otherwise: zero
+    biases, unit gains, small positions and a zero stem projection, for
+    training: it starts as the model without the stem). Stem filters:
+    He-uniform (ReLU follows), as core's random_weights."""
     g = torch.Generator().manual_seed(seed)
     c = model.c
 
@@ -479,7 +593,7 @@ def init_weights(model: NystreamModel, seed: int, random_extras: bool = False):
             mean = uniform((c.input_dim,), 0.5)
             std = 1.0 / uniform((c.input_dim,), 0.75, 1.25)
             model.set_normalization(mean, std)
-        put(model.input.weight, xavier(e, c.input_dim))
+        put(model.input.weight, xavier(e, c.linear_input_dim))
         put(model.input.bias, small(e))
         put(model.positions, uniform((c.positional_period, e), 0.5 if random_extras else 0.02))
         for layer in model.layers:
@@ -504,6 +618,13 @@ def init_weights(model: NystreamModel, seed: int, random_extras: bool = False):
         put(model.final_norm.bias, small(e))
         put(model.classifier.weight, xavier(c.num_classes, e))
         put(model.classifier.bias, small(c.num_classes))
+        if model.stem is not None:  # drawn last: models without a stem keep their weights
+            for conv in model.stem.conv:
+                put(conv.weight, uniform(conv.weight.shape, math.sqrt(6.0 / conv.weight[0].numel())))
+                put(conv.bias, small(conv.out_channels))
+            proj = model.stem.proj.weight
+            put(proj, xavier(*proj.shape) if random_extras
+                else torch.zeros(proj.shape, dtype=torch.float64))
     return model
 
 

@@ -1,8 +1,8 @@
 """The PyTorch continual step (nystream_ref.continual) against the per-step batch
 reference, in float64 (agreement to 1e-9: same math, only summation order differs)
 and float32 (the float32 bound of test_crosscheck.py), over 10n+5 steps, for
-continual and fixed landmarks, both pinv modes, and softmax attention, with
-dropped (non-finite) tokens in one stream.
+continual and fixed landmarks, both pinv modes, softmax attention and a
+convolutional stem, with dropped (non-finite) tokens in one stream.
 """
 import sys
 
@@ -22,8 +22,11 @@ def main():
                 classes=["a", "b", "c"], positional_period=35)
     cases = [dict(landmark_schedule=s, pinv=p) for s in ("continual", "fixed")
              for p in ("iterative", "exact")] + [dict(attention="softmax")]
+    cases.append(dict(input_dim=40, linear_inputs=8,
+                      stem={"input_offset": 8, "input_shape": [2, 4, 4], "pool_strips": 1,
+                            "layers": [{"channels": 4, "kernel": [3, 3], "stride": [2, 2]}]}))
     for i, extra in enumerate(cases):
-        c = Config(**base, **extra)
+        c = Config(**{**base, **extra})
         model = random_model(c, seed=i)
         steps = 10 * c.window + 5
         x = torch.randn(steps, c.input_dim, dtype=torch.float64,
@@ -45,7 +48,8 @@ def main():
                 worst = max(worst, float((out.double() - expected[t]).abs().max()))
             ok = worst < tolerance
             failures += not ok
-            print(f"{str(extra):55s} {str(dtype):14s} max|err| {worst:.2e} (tolerance {tolerance:.0e})"
+            label = "stem" if c.stem else str(extra)
+            print(f"{label:55s} {str(dtype):14s} max|err| {worst:.2e} (tolerance {tolerance:.0e})"
                   f" {'ok' if ok else 'FAIL'}")
     print("FAIL" if failures else "PASS")
     return 1 if failures else 0

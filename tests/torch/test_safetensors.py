@@ -108,6 +108,34 @@ def main():
         safetensors_io.write(p, tensors, meta)
         expect_error(lambda: export.load(p), "stray tensor")
 
+        # A convolutional stem (issue 18): config and tensors round-trip; `convert`
+        # leaves the stem F32 (the engine keeps it so); without a stem the
+        # architecture has no stem or linear_inputs key (files stay as before).
+        check("stem" not in c.architecture() and "linear_inputs" not in c.architecture(),
+              "no stem: no new architecture keys")
+        c = Config(window=12, landmarks=3, input_dim=5 + 2 * 6 * 4, embed_dim=8, heads=2,
+                   ff_dim=16, classes=["x", "y"], linear_inputs=5,
+                   stem={"input_offset": 5, "input_shape": [2, 6, 4], "pool_strips": 2,
+                         "layers": [{"channels": 3, "kernel": [3, 2], "stride": [2, 1]}]})
+        model = random_model(c, seed=6, dtype=torch.float32)
+        p = os.path.join(d, "stem.safetensors")
+        export.save(model, p)
+        back = export.load(p, dtype=torch.float32)
+        x = torch.randn(40, c.input_dim)
+        same = all(torch.equal(a, b) for a, b in
+                   zip(model.state_dict().values(), back.state_dict().values()))
+        check(same and back.c == c and torch.equal(reference.stream_logits(model, x),
+                                                   reference.stream_logits(back, x)),
+              "round trip with a stem: config, every tensor and the outputs identical")
+        half = os.path.join(d, "stem-f16.safetensors")
+        export.main(["convert", "--dtype", "f16", p, "--out", half])
+        with open(half, "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(length))
+        stem_types = {header[n]["dtype"] for n in header if n.startswith("stem.")}
+        check(stem_types == {"F32"} and header["input.weight"]["dtype"] == "F16",
+              f"convert --dtype f16 leaves the stem F32 ({stem_types})")
+
     # The committed test models: the format's exact tensor list, golden logits.
     infer = infer_path()
     for name in ("tiny-continual", "tiny-fixed-2blocks"):

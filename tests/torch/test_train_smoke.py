@@ -2,7 +2,8 @@
 landmark phase, stream starts with padding) gives exactly the logits the stream
 gives at that absolute time (the per-step reference), so the model trains on the
 stale-landmark states it meets when streaming; (2) --smoke runs (continual 1 block,
-fixed 2 blocks with k-means landmarks, softmax CE on exclusive labels): the loss
+fixed 2 blocks with k-means landmarks, a convolutional stem given by --stem-json
+and --linear-inputs, softmax CE on exclusive labels): the loss
 decreases, validation mAP rises, the export loads, and with nystream-infer given,
 the C++ engine reproduces the trained model's per-step logits (2e-4, as
 test_crosscheck.py).
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from nystream_ref import export, reference, train
-from nystream_ref.model import Config, random_model
+from nystream_ref.model import Config, NystreamModel, init_weights, random_model, stem_spec
 
 failures = []
 
@@ -67,10 +68,23 @@ def windows_are_stream_states():
                             f"(max |err| {worst:.1e}, {starts} stream-start windows)")
 
 
+# A stem over the last 32 of 40 synthetic features, read as [2, 4, 4]; the
+# linear projection reads the first 8.
+STEM = {"input_offset": 8, "input_shape": [2, 4, 4],
+        "layers": [{"channels": 4, "kernel": [3, 3]}, {"channels": 6, "kernel": [3, 1],
+                                                       "stride": [2, 1]}],
+        "pool_strips": 2}
+
+
 def smoke(infer, directory):
+    stem_file = os.path.join(directory, "stem.json")
+    with open(stem_file, "w") as f:
+        json.dump(STEM, f)
     runs = {"continual-1block": [],
             "fixed-2blocks": ["--schedule", "fixed", "--blocks", "2"],
-            "continual-2blocks-exact": ["--blocks", "2", "--pinv", "exact"]}
+            "continual-2blocks-exact": ["--blocks", "2", "--pinv", "exact"],
+            "fixed-stem": ["--schedule", "fixed", "--input-dim", "40", "--linear-inputs", "8",
+                           "--stem-json", stem_file]}
     numbers = {}
     for name, extra in runs.items():
         out = os.path.join(directory, name + ".safetensors")
@@ -91,6 +105,14 @@ def smoke(infer, directory):
         meta = model.info["provenance"]
         check("train_loss" in meta["metrics"] and "val_mAP" in meta["metrics"],
               f"{name}: export loads, provenance metrics {meta['metrics']}")
+        if "--stem-json" in extra:
+            # The projection starts at zero (the linear model) and has learned.
+            learned = float(model.stem.proj.weight.abs().max())
+            fresh = init_weights(NystreamModel(model.c), 0).stem.proj.weight
+            check(model.c.stem == stem_spec(STEM) and model.c.linear_inputs == 8 and
+                  not fresh.any() and learned > 1e-3,
+                  f"{name}: architecture.stem and linear_inputs exported, "
+                  f"max |stem.proj| {learned:.3f} after training from 0")
         if infer:
             x = np.random.default_rng(5).standard_normal((200, model.c.input_dim)) * 1.5 + 0.5
             x = x.astype(np.float32)
