@@ -8,9 +8,9 @@ namespace {
 
 struct Dims {
   explicit Dims(const ModelConfig& c)
-      : n(c.window), m(c.landmarks), e(c.embed_dim), h(c.heads), f(c.ff_dim), d_in(c.input_dim),
+      : n(c.window), m(c.landmarks), e(c.embed_dim), h(c.heads), f(c.ff_dim), d_in(c.linear_input_dim()),
         classes(c.classes) {}
-  double n, m, e, h, f, d_in, classes;
+  double n, m, e, h, f, d_in, classes;  // d_in: the values the input projection reads
 };
 
 double pinv_flops(const ModelConfig& c) {
@@ -53,11 +53,17 @@ double continual_nystrom_attention_flops(const ModelConfig& c) {
   return flops;
 }
 
+double stem_flops(const ModelConfig& c) {
+  if (!c.stem.enabled()) return 0;
+  return c.stem.conv_flops() + 2.0 * c.embed_dim * c.stem.pooled_size();
+}
+
 FlopCount continual_model_flops(const ModelConfig& c) {
   const Dims x(c);
   const bool nystrom = c.attention == AttentionKind::kNystrom;
   const double out_proj = c.output_projection ? 2 * x.e * x.e : 0;
   FlopCount count;
+  count.stem = stem_flops(c);
   if (c.stacked()) {  // L single-output layers
     const double layers = c.blocks;
     count.projections = 2 * x.e * x.d_in + 2 * x.classes * x.e + layers * (6 * x.e * x.e + out_proj);
@@ -114,6 +120,7 @@ FlopCount batch_model_flops(const ModelConfig& c, bool all_rows) {
     // (of every input with continual landmarks, which are per row).
     const double reach = (c.receptive_field() - 1) / c.blocks;
     count.projections = 2 * c.receptive_field() * x.e * x.d_in + 2 * x.classes * x.e;
+    count.stem = c.receptive_field() * stem_flops(c);
     for (int l = 0; l < c.blocks; ++l) {
       const double rows = 1 + (c.blocks - 1 - l) * reach, inputs = rows + reach;
       count.projections += 4 * inputs * x.e * x.e + (continual ? inputs : rows) * 2 * x.e * x.e +
@@ -131,6 +138,7 @@ FlopCount batch_model_flops(const ModelConfig& c, bool all_rows) {
     return count;
   }
   count.projections = 2 * x.n * x.e * x.d_in + 2 * x.classes * x.e;
+  count.stem = x.n * stem_flops(c);
   for (int l = 0; l < c.blocks; ++l) {
     const double rows = l + 1 == c.blocks && !all_rows ? 1 : x.n;
     // Keys and values of the window; queries of the rows (of all n with

@@ -83,6 +83,22 @@ TEST(Stem, OutputSizes) {
   EXPECT_EQ(audio_config().stem.pooled_size(), 8 * 6);
 }
 
+// flops.h: the stem per token embedded; the input projection reads linear_inputs.
+TEST(Stem, FlopCount) {
+  const ModelConfig v = video_config();
+  const double stem = v.stem.conv_flops() + 2.0 * v.embed_dim * v.stem.pooled_size();
+  EXPECT_EQ(stem_flops(v), stem);
+  EXPECT_EQ(continual_model_flops(v).stem, stem);
+  EXPECT_EQ(batch_model_flops(v).stem, v.window * stem);
+  ModelConfig plain = v;
+  plain.stem = StemConfig{};
+  plain.input_dim = 20;
+  plain.linear_inputs = -1;
+  EXPECT_EQ(stem_flops(plain), 0);
+  EXPECT_EQ(continual_model_flops(v).total(), continual_model_flops(plain).total() + stem);
+  EXPECT_EQ(batch_model_flops(v).total(), batch_model_flops(plain).total() + v.window * stem);
+}
+
 TEST(Stem, ValidateNamesTheField) {
   ModelConfig c = video_config();
   c.stem.input_offset = 21;

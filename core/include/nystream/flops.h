@@ -22,18 +22,25 @@ double batch_nystrom_attention_flops(const ModelConfig& c);
 // every L = n/m steps: + 2 E + (4 n E + 2 m^2 E + 8 k m^3 h) / L.
 double continual_nystrom_attention_flops(const ModelConfig& c);
 
+// The convolutional stem (config.stem) on one token: its convolutions
+// (StemConfig::conv_flops) and stem.proj (2 E c_L (g + 2)); pooling and ReLU
+// are maxima, not counted. 0 without a stem.
+double stem_flops(const ModelConfig& c);
+
 struct FlopCount {
   double attention = 0;    // inside attention (excludes projections)
-  double projections = 0;  // input, q/k/v, output and classifier products
+  double projections = 0;  // input (its linear_input_dim() columns), q/k/v, output and classifier products
   double feed_forward = 0;
-  double total() const { return attention + projections + feed_forward; }
+  double stem = 0;         // stem_flops per token embedded
+  double total() const { return attention + projections + feed_forward + stem; }
 };
 
 // The whole model, per token, as StreamState::step computes it (config.blocks,
 // config.assembly, config.attention and config.schedule select the path).
 FlopCount continual_model_flops(const ModelConfig& c);
 // The batch model re-encoding the window for the newest token's scores, as
-// BatchModel::forward computes it with the model's pinv (BatchModel(model, true)):
+// BatchModel::forward computes it with the model's pinv (BatchModel(model, true),
+// which also re-runs the stem on every token it embeds):
 // every layer but the last over all n tokens, the last layer's queries,
 // attention and feed-forward for the newest token only. Stacked: layer l over
 // the positions the layer above reads (BatchModel::stacked).
