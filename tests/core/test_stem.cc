@@ -175,6 +175,11 @@ TEST(Stem, StreamEqualsBatchModelAtEveryStep) {
   expect_stream_equals_batch(video_config(1, LandmarkSchedule::kFixed), "video, fixed");
   expect_stream_equals_batch(odd_config(), "odd, continual, 2 blocks");
   expect_stream_equals_batch(odd_config(3, Assembly::kStacked), "odd, continual, stacked 3");
+  // 16-bit linear weights (the stem stays float32): the packed input projection
+  // reads the linear_inputs leading values only.
+  ModelConfig half = video_config();
+  half.weight_type = WeightType::kBF16;
+  expect_stream_equals_batch(half, "video, continual, bf16 weights");
 }
 
 // The stem changes the scores (a zero projection would pass every check above).
