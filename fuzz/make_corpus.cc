@@ -1,6 +1,6 @@
 // Writes the fuzzer's seed corpus: tiny but valid model files covering every
 // branch of the format (schedules, attention kinds, blocks, activation, output
-// projection, normalisation or none, F16 tensors). Deterministic, so the
+// projection, normalisation or none, F16 tensors, a convolutional stem). Deterministic, so the
 // committed fuzz/corpus/ can be regenerated:
 //   ./build/fuzz/make-fuzz-corpus fuzz/corpus
 #include <nystream/model_file.h>
@@ -102,6 +102,14 @@ int main(int argc, char** argv) {
   c.pinv_iterations = 3;
   c.layer_norm_eps = 1e-3f;
   seeds.push_back({"exact-pinv", c, false});
+  c = tiny();
+  c.input_dim = 3 + 8;  // 3 linear inputs, then a 2 x 2 x 2 stem input
+  c.linear_inputs = 3;
+  c.stem.input_offset = 3;
+  c.stem.input_channels = c.stem.input_height = c.stem.input_width = 2;
+  c.stem.layers = {{2, 3, 3, 2, 1}};
+  c.stem.pool_strips = 1;
+  seeds.push_back({"stem", c, true});
 
   for (const Seed& seed : seeds) {
     nystream::ModelWeights weights = nystream::random_weights(seed.config, 1);
