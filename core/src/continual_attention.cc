@@ -71,7 +71,7 @@ void ContinualAttention::reset() {
 }
 
 void ContinualAttention::step(std::int64_t t, const Eigen::VectorXf& q, const Eigen::VectorXf& k,
-                              const Eigen::VectorXf& v, Eigen::MatrixXf& out, bool output) {
+                              const Eigen::VectorXf& v, Eigen::Ref<Eigen::MatrixXf> out, bool output) {
   const int slot = static_cast<int>(t % n_);
   key_left_ = keys_.col(slot);
   value_left_ = values_.col(slot);
@@ -128,7 +128,7 @@ void ContinualAttention::replace_landmark(int j) {
   }
 }
 
-void ContinualAttention::nystrom_single(const Eigen::VectorXf& q, Eigen::MatrixXf& out) {
+void ContinualAttention::nystrom_single(const Eigen::VectorXf& q, Eigen::Ref<Eigen::MatrixXf> out) {
   const Eigen::MatrixXf& numerators = rows_.numerators();
   const Eigen::MatrixXf& sums = rows_.sums();
   for (int h = 0; h < h_; ++h) {
@@ -142,7 +142,7 @@ void ContinualAttention::nystrom_single(const Eigen::VectorXf& q, Eigen::MatrixX
   }
 }
 
-void ContinualAttention::nystrom_retroactive(Eigen::MatrixXf& out) {
+void ContinualAttention::nystrom_retroactive(Eigen::Ref<Eigen::MatrixXf> out) {
   const Eigen::MatrixXf& numerators = rows_.numerators();
   const Eigen::MatrixXf& sums = rows_.sums();
   for (int h = 0; h < h_; ++h) {
@@ -156,7 +156,7 @@ void ContinualAttention::nystrom_retroactive(Eigen::MatrixXf& out) {
   }
 }
 
-void ContinualAttention::softmax_single(const Eigen::VectorXf& q, Eigen::MatrixXf& out) {
+void ContinualAttention::softmax_single(const Eigen::VectorXf& q, Eigen::Ref<Eigen::MatrixXf> out) {
   for (int h = 0; h < h_; ++h) {
     window_p_.noalias() = keys_.middleRows(h * d_, d_).transpose() * q.segment(h * d_, d_);
     window_p_ = (window_p_.array() - window_p_.maxCoeff()).exp().matrix();
@@ -165,7 +165,7 @@ void ContinualAttention::softmax_single(const Eigen::VectorXf& q, Eigen::MatrixX
   }
 }
 
-void ContinualAttention::softmax_retroactive(Eigen::MatrixXf& out) {
+void ContinualAttention::softmax_retroactive(Eigen::Ref<Eigen::MatrixXf> out) {
   const Eigen::MatrixXf& numerators = rows_.numerators();
   const Eigen::MatrixXf& sums = rows_.sums();
   for (int i = 0; i < n_; ++i)

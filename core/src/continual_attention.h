@@ -26,7 +26,7 @@ class ContinualAttention {
   // single-output, E x 1 for token t; retroactive, E x n, column t mod n holding
   // window token t (ring order). output = false only updates the state.
   void step(std::int64_t t, const Eigen::VectorXf& q, const Eigen::VectorXf& k,
-            const Eigen::VectorXf& v, Eigen::MatrixXf& out, bool output = true);
+            const Eigen::VectorXf& v, Eigen::Ref<Eigen::MatrixXf> out, bool output = true);
 
   const Eigen::MatrixXf& landmark_queries() const { return landmark_queries_; }
   const Eigen::MatrixXf& landmark_keys() const { return landmark_keys_; }
@@ -38,10 +38,10 @@ class ContinualAttention {
     return nystrom() && config_.schedule == LandmarkSchedule::kContinual;
   }
   void replace_landmark(int j);
-  void nystrom_single(const Eigen::VectorXf& q, Eigen::MatrixXf& out);
-  void nystrom_retroactive(Eigen::MatrixXf& out);
-  void softmax_single(const Eigen::VectorXf& q, Eigen::MatrixXf& out);
-  void softmax_retroactive(Eigen::MatrixXf& out);
+  void nystrom_single(const Eigen::VectorXf& q, Eigen::Ref<Eigen::MatrixXf> out);
+  void nystrom_retroactive(Eigen::Ref<Eigen::MatrixXf> out);
+  void softmax_single(const Eigen::VectorXf& q, Eigen::Ref<Eigen::MatrixXf> out);
+  void softmax_retroactive(Eigen::Ref<Eigen::MatrixXf> out);
 
   ModelConfig config_;
   bool retroactive_;

@@ -54,6 +54,11 @@ void ConvStem::gather(int l, const float* input) noexcept {
 }
 
 void ConvStem::add_to(const float* input, Eigen::Ref<Eigen::VectorXf> out) noexcept {
+  pool(input);
+  out.noalias() += w_.proj * pooled_;
+}
+
+void ConvStem::pool(const float* input) noexcept {
   const int layers = static_cast<int>(c_.layers.size());
   for (int l = 0; l < layers; ++l) {
     gather(l, l == 0 ? input : activations_[l - 1].data());
@@ -77,7 +82,6 @@ void ConvStem::add_to(const float* input, Eigen::Ref<Eigen::VectorXf> out) noexc
   }
   pooled.row(g) = a.colwise().maxCoeff();
   pooled.row(g + 1) = a.colwise().mean();
-  out.noalias() += w_.proj * pooled_;
 }
 
 }  // namespace nystream

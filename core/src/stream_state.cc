@@ -3,10 +3,8 @@
 #include <cmath>
 #include <vector>
 
-#include "continual_attention.h"
-#include "nystream/conv_stem.h"
 #include "nystream/ops.h"
-#include "window_attention.h"
+#include "stream_state_impl.h"
 
 namespace nystream {
 
@@ -18,239 +16,295 @@ const Eigen::MatrixXf* fixed_pinv_of(const Model& model, int layer) {
   return fixed ? &model.fixed_pinv(layer) : nullptr;
 }
 
-// Post-norm tail of an encoder block on the columns of residual/attention:
-// z = LN(x + Wo a + bo), y = LN(z + W2 GELU(W1 z + b1) + b2). All outputs preallocated.
-template <typename Residual, typename Attention>
-void finish_block(const ModelConfig& c, const LayerWeights& w, const Residual& residual,
-                  const Attention& attention, Eigen::MatrixXf& z, Eigen::MatrixXf& hidden,
-                  Eigen::MatrixXf& y) {
-  z = residual;
-  if (c.output_projection) {
-    z.noalias() += w.out * attention;
-    z.colwise() += w.out_bias;
-  } else {
-    z += attention;
-  }
-  layer_norm_columns(z, w.norm1_gamma, w.norm1_beta, c.layer_norm_eps);
-  hidden.noalias() = w.ff1 * z;
-  hidden.colwise() += w.ff1_bias;
-  gelu(hidden);
-  y = z;
-  y.noalias() += w.ff2 * hidden;
-  y.colwise() += w.ff2_bias;
-  layer_norm_columns(y, w.norm2_gamma, w.norm2_beta, c.layer_norm_eps);
+// y = W x for every column of x: the 16-bit kernel when the model keeps W packed
+// (x and y are blocks of column-major matrices, so their columns are strided).
+void linear(const Matrix16* packed, const Eigen::MatrixXf& w, const MatrixProduct& product,
+            const Eigen::Ref<const Eigen::MatrixXf>& x, Eigen::Ref<Eigen::MatrixXf> y) {
+  if (packed)
+    multiply(*packed, x.data(), x.outerStride(), static_cast<int>(x.cols()), y.data(),
+             y.outerStride());
+  else
+    product.run(w, x, y);
 }
 
-// The same for one column with 16-bit weights: each product goes to its
-// output first, the residual is added after (y may alias residual).
-void finish_block(const ModelConfig& c, const LayerWeights& w, const PackedWeights::Layer& p,
-                  const Eigen::MatrixXf& residual, const Eigen::MatrixXf& attention,
-                  Eigen::MatrixXf& z, Eigen::MatrixXf& hidden, Eigen::MatrixXf& y) {
+// Post-norm tail of an encoder block on the columns of input/attention:
+// z = LN(x + Wo a + bo), y = LN(z + W2 GELU(W1 z + b1) + b2). Outputs
+// preallocated, none aliasing an input; p: the layer's 16-bit weights or nullptr.
+void finish_block(const ModelConfig& c, const LayerWeights& w, const PackedWeights::Layer* p,
+                  const WeightProducts& products, const Eigen::Ref<const Eigen::MatrixXf>& input,
+                  const Eigen::Ref<const Eigen::MatrixXf>& attention, Eigen::Ref<Eigen::MatrixXf> z,
+                  Eigen::Ref<Eigen::MatrixXf> hidden, Eigen::Ref<Eigen::MatrixXf> y) {
   if (c.output_projection) {
-    multiply(p.out, attention.data(), z.data());
-    z += residual + w.out_bias;
+    linear(p ? &p->out : nullptr, w.out, products.out, attention, z);
+    z += input;
+    z.colwise() += w.out_bias;
   } else {
-    z = residual + attention;
+    z = input + attention;
   }
   layer_norm_columns(z, w.norm1_gamma, w.norm1_beta, c.layer_norm_eps);
-  multiply(p.ff1, z.data(), hidden.data());
-  hidden += w.ff1_bias;
+  linear(p ? &p->ff1 : nullptr, w.ff1, products.ff1, z, hidden);
+  hidden.colwise() += w.ff1_bias;
   gelu(hidden);
-  multiply(p.ff2, hidden.data(), y.data());
-  y += z + w.ff2_bias;
+  linear(p ? &p->ff2 : nullptr, w.ff2, products.ff2, hidden, y);
+  y += z;
+  y.colwise() += w.ff2_bias;
   layer_norm_columns(y, w.norm2_gamma, w.norm2_beta, c.layer_norm_eps);
 }
 
 }  // namespace
 
-struct StreamState::Impl {
-  explicit Impl(std::shared_ptr<const Model> m)
-      : model(std::move(m)),
-        c(model->config()),
-        w(model->weights()),
-        packed(model->packed()),
-        scale(1.0f / std::pow(static_cast<float>(c.head_dim()), 0.25f)),
-        normalized(c.input_dim),
-        embedded(c.embed_dim),
-        qkv(3 * c.embed_dim),
-        q(c.embed_dim),
-        k(c.embed_dim),
-        v(c.embed_dim),
-        attention(c.embed_dim, c.retroactive() ? c.window : 1),
-        z(c.embed_dim, 1),
-        hidden(c.ff_dim, 1),
-        y(c.embed_dim, 1),
-        final_row(c.embed_dim, 1),
-        logits(c.classes),
-        stem(c.stem.enabled() ? new ConvStem(c.stem, w.stem) : nullptr) {
-    // One single-output attention per layer (stacked), or the first layer's,
-    // retroactive when a second block reads every window row.
-    const int continual_layers = c.stacked() ? c.blocks : 1;
-    for (int l = 0; l < continual_layers; ++l)
-      layers.emplace_back(new ContinualAttention(c, w.layers[l].landmark_queries,
-                                                 w.layers[l].landmark_keys,
-                                                 fixed_pinv_of(*model, l), c.retroactive()));
-    if (c.retroactive()) {
-      inputs.resize(c.embed_dim, c.window);
-      valid.resize(c.window);
-      window_z.resize(c.embed_dim, c.window);
-      window_hidden.resize(c.ff_dim, c.window);
-      window_y.resize(c.embed_dim, c.window);
-      last_attention.resize(c.embed_dim);
-      last.reset(new WindowAttention(c, w.layers[1], fixed_pinv_of(*model, 1)));
-    }
-    reset();
-  }
+TokenColumns::TokenColumns(const ModelConfig& c, int k)
+    : capacity(k),
+      normalized(c.input_dim, k),
+      pooled(c.stem.enabled() ? c.stem.pooled_size() : 0, k),
+      qkv(3 * c.embed_dim, k),
+      attention(c.embed_dim, k),
+      input(c.embed_dim, k),
+      z(c.embed_dim, k),
+      hidden(c.ff_dim, k),
+      output(c.embed_dim, k),
+      logits(c.classes, k),
+      live(k),
+      products(k > 1 ? WeightProducts(c, k) : WeightProducts()) {}
 
-  void reset() {
-    time = 0;
-    for (auto& layer : layers) layer->reset();
-    if (last) {
-      last->reset();
-      inputs.setZero();
-      std::fill(valid.begin(), valid.end(), 0);
-    }
-    logits.setZero();
-  }
+WeightProducts::WeightProducts(const ModelConfig& c, int k)
+    : input(c.embed_dim, c.linear_input_dim(), k),
+      stem(c.stem.enabled() ? MatrixProduct(c.embed_dim, c.stem.pooled_size(), k) : MatrixProduct()),
+      qkv(3 * c.embed_dim, c.embed_dim, k),
+      out(c.embed_dim, c.embed_dim, k),
+      ff1(c.ff_dim, c.embed_dim, k),
+      ff2(c.embed_dim, c.ff_dim, k),
+      classifier(c.classes, c.embed_dim, k) {}
 
-  // Embeds the features and projects the first layer's q^, k^, v; false (and
-  // zeros, i.e. a padding token) when anything is non-finite.
-  bool project(const float* features) {
-    normalized = Eigen::Map<const Eigen::VectorXf>(features, c.input_dim);
-    if (w.input_mean.size()) normalized = (normalized - w.input_mean).cwiseProduct(w.input_scale);
-    if (normalized.allFinite()) {
-      if (packed)
-        multiply(packed->input, normalized.data(), embedded.data());
-      else
-        embedded.noalias() = w.input * normalized.head(c.linear_input_dim());
-      embedded += w.input_bias + w.positions.col(time % c.positional_period);
-      if (stem) stem->add_to(normalized.data() + c.stem.input_offset, embedded);
-      if (embedded.allFinite() && project_layer(0, embedded)) return true;
-    }
-    clear_token();
-    return false;
+StreamState::Impl::Impl(std::shared_ptr<const Model> m)
+    : model(std::move(m)),
+      c(model->config()),
+      w(model->weights()),
+      packed(model->packed()),
+      scale(1.0f / std::pow(static_cast<float>(c.head_dim()), 0.25f)),
+      q(c.embed_dim),
+      k(c.embed_dim),
+      v(c.embed_dim),
+      attention(c.embed_dim, c.retroactive() ? c.window : 1),
+      logits(c.classes),
+      stem(c.stem.enabled() ? new ConvStem(c.stem, w.stem) : nullptr),
+      columns(c, 1) {
+  // One single-output attention per layer (stacked), or the first layer's,
+  // retroactive when a second block reads every window row.
+  const int continual_layers = c.stacked() ? c.blocks : 1;
+  for (int l = 0; l < continual_layers; ++l)
+    layers.emplace_back(new ContinualAttention(c, w.layers[l].landmark_queries,
+                                               w.layers[l].landmark_keys,
+                                               fixed_pinv_of(*model, l), c.retroactive()));
+  if (c.retroactive()) {
+    inputs.resize(c.embed_dim, c.window);
+    valid.resize(c.window);
+    window_z.resize(c.embed_dim, c.window);
+    window_hidden.resize(c.ff_dim, c.window);
+    window_y.resize(c.embed_dim, c.window);
+    last_attention.resize(c.embed_dim);
+    window_products = WeightProducts(c, c.window);
+    last.reset(new WindowAttention(c, w.layers[1], fixed_pinv_of(*model, 1)));
   }
+  reset();
+}
 
-  // q^, k^, v of layer l for its input x; false when they are not finite.
-  bool project_layer(int l, const Eigen::Ref<const Eigen::VectorXf>& x) {
-    if (packed)
-      multiply(packed->layers[l].qkv, x.data(), qkv.data());
-    else
-      qkv.noalias() = w.layers[l].qkv * x;
-    qkv += w.layers[l].qkv_bias;
-    if (!qkv.allFinite()) return false;
-    q = qkv.head(c.embed_dim) * scale;
-    k = qkv.segment(c.embed_dim, c.embed_dim) * scale;
-    v = qkv.tail(c.embed_dim);
-    return true;
+void StreamState::Impl::reset() {
+  time = 0;
+  for (auto& layer : layers) layer->reset();
+  if (last) {
+    last->reset();
+    inputs.setZero();
+    std::fill(valid.begin(), valid.end(), 0);
   }
+  logits.setZero();
+}
 
-  void clear_token() {
-    embedded.setZero();
-    q.setZero();
-    k.setZero();
-    v.setZero();
+void StreamState::Impl::take_projection(const Eigen::Ref<const Eigen::VectorXf>& qkv) {
+  q = qkv.head(c.embed_dim) * scale;
+  k = qkv.segment(c.embed_dim, c.embed_dim) * scale;
+  v = qkv.tail(c.embed_dim);
+}
+
+void StreamState::Impl::clear_token() {
+  q.setZero();
+  k.setZero();
+  v.setZero();
+}
+
+void StreamState::Impl::attend(int l, Eigen::Ref<Eigen::MatrixXf> out) {
+  layers[l]->step(time, q, k, v, out);
+}
+
+void StreamState::Impl::pad_from(int l) {
+  clear_token();
+  for (; l < static_cast<int>(layers.size()); ++l) layers[l]->step(time, q, k, v, attention, false);
+  ++time;
+}
+
+void StreamState::Impl::skip() {
+  clear_token();
+  if (!last) return pad_from(0);
+  const int slot = static_cast<int>(time % c.window);
+  inputs.col(slot).setZero();
+  valid[slot] = 0;
+  // The last layer refreshes continual landmarks from every window token's
+  // first-layer output: only then is the whole first block needed.
+  const bool refresh = c.attention == AttentionKind::kNystrom &&
+                       c.schedule == LandmarkSchedule::kContinual &&
+                       (time + 1) % c.segment_length() == 0;
+  layers[0]->step(time, q, k, v, attention, refresh);
+  if (refresh) {
+    finish_block(c, w.layers[0], nullptr, window_products, inputs, attention, window_z, window_hidden,
+                 window_y);
+    last->step(time, window_y, valid, last_attention);
   }
+  ++time;
+}
 
-  void skip() {
-    clear_token();
-    if (!last) {
-      // Padding enters every layer's window.
-      for (auto& layer : layers) layer->step(time, q, k, v, attention, false);
-      ++time;
-      return;
-    }
-    const int slot = static_cast<int>(time % c.window);
+void StreamState::Impl::step_window(bool finite, const Eigen::Ref<const Eigen::VectorXf>& embedded) {
+  const int slot = static_cast<int>(time % c.window);
+  if (finite)
     inputs.col(slot) = embedded;
-    valid[slot] = 0;
-    // The last layer refreshes continual landmarks from every window token's
-    // first-layer output: only then is the whole first block needed.
-    const bool refresh = c.attention == AttentionKind::kNystrom &&
-                         c.schedule == LandmarkSchedule::kContinual &&
-                         (time + 1) % c.segment_length() == 0;
-    layers[0]->step(time, q, k, v, attention, refresh);
-    if (refresh) {
-      finish_block(c, w.layers[0], inputs, attention, window_z, window_hidden, window_y);
-      last->step(time, window_y, valid, last_attention);
-    }
-    ++time;
-  }
+  else
+    inputs.col(slot).setZero();
+  valid[slot] = finite;
+  layers[0]->step(time, q, k, v, attention);
+  // Every window token's first-layer output changed: finish the block for all
+  // (float32 weights: an E x n product is compute-bound, not weight-bound).
+  finish_block(c, w.layers[0], nullptr, window_products, inputs, attention, window_z, window_hidden,
+                 window_y);
+  last->step(time, window_y, valid, last_attention);
+  ++time;
+}
 
-  // Single-output layers, each over the last n outputs of the one below. A layer
-  // whose q, k, v overflow enters padding from there up.
-  StepStatus step_layers(bool finite) {
-    if (!finite) {
-      skip();
-      return StepStatus::kNonFiniteInput;
-    }
-    y.col(0) = embedded;
-    for (int l = 0; l < static_cast<int>(layers.size()); ++l) {
-      if (l > 0 && !project_layer(l, y.col(0))) {
-        clear_token();
-        for (; l < static_cast<int>(layers.size()); ++l)
-          layers[l]->step(time, q, k, v, attention, false);
-        ++time;
-        return StepStatus::kNonFiniteOutput;
+StepStatus StreamState::Impl::step(const float* features, float* scores) {
+  Impl* self = this;
+  StepStatus status;
+  step_tokens(&self, &features, &scores, &status, 1, columns);
+  return status;
+}
+
+void step_tokens(StreamState::Impl* const* s, const float* const* features, float* const* scores,
+                 StepStatus* statuses, int count, TokenColumns& t) noexcept {
+  const ModelConfig& c = s[0]->c;
+  const ModelWeights& w = s[0]->w;
+  const PackedWeights* packed = s[0]->packed;
+  const auto columns = [count](Eigen::MatrixXf& m) { return m.leftCols(count); };
+
+  // Normalise; the stems' convolutions run per token, their projection below.
+  for (int i = 0; i < count; ++i) {
+    auto x = t.normalized.col(i);
+    x = Eigen::Map<const Eigen::VectorXf>(features[i], c.input_dim);
+    if (w.input_mean.size()) x = (x - w.input_mean).cwiseProduct(w.input_scale);
+    t.live[i] = x.allFinite();
+    if (!t.live[i]) x.setZero();  // keeps the shared products finite
+    if (s[i]->stem) {
+      if (t.live[i]) {
+        s[i]->stem->pool(x.data() + c.stem.input_offset);
+        t.pooled.col(i) = s[i]->stem->pooled();
+      } else {
+        t.pooled.col(i).setZero();
       }
-      layers[l]->step(time, q, k, v, attention);
-      if (packed)
-        finish_block(c, w.layers[l], packed->layers[l], y, attention, z, hidden, y);
-      else
-        finish_block(c, w.layers[l], y, attention, z, hidden, y);
     }
-    ++time;
-    return StepStatus::kOk;
   }
-
-  StepStatus step(const float* features, float* scores) {
-    const bool finite = project(features);
-    if (!last) {
-      const StepStatus status = step_layers(finite);
-      if (status != StepStatus::kOk) return status;
+  // Embedding and the first layer's q, k, v: one product each for all tokens.
+  const WeightProducts& products = t.products;
+  linear(packed ? &packed->input : nullptr, w.input, products.input,
+         t.normalized.topLeftCorner(c.linear_input_dim(), count), columns(t.input));
+  if (c.stem.enabled()) {
+    products.stem.run(w.stem.proj, columns(t.pooled), columns(t.z));  // z: free until the blocks
+    columns(t.input) += columns(t.z);
+  }
+  for (int i = 0; i < count; ++i)
+    t.input.col(i) += w.input_bias + w.positions.col(s[i]->time % c.positional_period);
+  linear(packed ? &packed->layers[0].qkv : nullptr, w.layers[0].qkv, products.qkv, columns(t.input),
+         columns(t.qkv));
+  columns(t.qkv).colwise() += w.layers[0].qkv_bias;
+  for (int i = 0; i < count; ++i) {
+    t.live[i] = t.live[i] && t.input.col(i).allFinite() && t.qkv.col(i).allFinite();
+    if (t.live[i]) {
+      s[i]->take_projection(t.qkv.col(i));
     } else {
-      const int slot = static_cast<int>(time % c.window);
-      inputs.col(slot) = embedded;
-      valid[slot] = finite;
-      layers[0]->step(time, q, k, v, attention);
-      // Every window token's first-layer output changed: finish the block for all.
-      finish_block(c, w.layers[0], inputs, attention, window_z, window_hidden, window_y);
-      last->step(time, window_y, valid, last_attention);
-      ++time;
-      if (!finite) return StepStatus::kNonFiniteInput;
-      finish_block(c, w.layers[1], window_y.col(slot), last_attention, z, hidden, y);
+      s[i]->clear_token();
+      t.input.col(i).setZero();
     }
-    final_row = y;
-    layer_norm_columns(final_row, w.final_gamma, w.final_beta, c.layer_norm_eps);
-    if (packed)
-      multiply(packed->classifier, final_row.data(), logits.data());
-    else
-      logits.noalias() = w.classifier * final_row.col(0);
-    logits += w.classifier_bias;
-    if (!logits.allFinite()) return StepStatus::kNonFiniteOutput;
-    activate(c.activation, logits, scores);
-    return StepStatus::kOk;
   }
 
-  std::shared_ptr<const Model> model;
-  const ModelConfig& c;
-  const ModelWeights& w;
-  const PackedWeights* packed;  // 16-bit copies, or nullptr
-  float scale;
-  std::int64_t time = 0;
-  Eigen::VectorXf normalized, embedded, qkv, q, k, v;
-  // Layer l's continual attention: every layer when stacked, else the first.
-  std::vector<std::unique_ptr<ContinualAttention>> layers;
-  Eigen::MatrixXf attention;  // E x 1, or E x n (retroactive)
-  Eigen::MatrixXf z, hidden, y, final_row;
-  Eigen::VectorXf logits;
-  // Two blocks: the first layer's inputs and outputs for every window token.
-  Eigen::MatrixXf inputs, window_z, window_hidden, window_y;
-  std::vector<unsigned char> valid;
-  Eigen::VectorXf last_attention;
-  std::unique_ptr<WindowAttention> last;
-  std::unique_ptr<ConvStem> stem;  // config.stem's scratch, or nullptr
-};
+  if (!c.retroactive()) {
+    // Single-output layers, each over the last n outputs of the one below. A
+    // token whose features or projections are not finite enters as padding.
+    for (int i = 0; i < count; ++i)
+      if (!t.live[i]) {
+        s[i]->skip();
+        statuses[i] = StepStatus::kNonFiniteInput;
+        t.attention.col(i).setZero();
+      }
+    const int layer_count = static_cast<int>(s[0]->layers.size());
+    for (int l = 0; l < layer_count; ++l) {
+      if (l > 0) {
+        columns(t.input) = columns(t.output);
+        linear(packed ? &packed->layers[l].qkv : nullptr, w.layers[l].qkv, products.qkv,
+               columns(t.input), columns(t.qkv));
+        columns(t.qkv).colwise() += w.layers[l].qkv_bias;
+      }
+      for (int i = 0; i < count; ++i) {
+        if (!t.live[i]) continue;
+        if (l > 0 && !t.qkv.col(i).allFinite()) {
+          // Overflowed inside the model: padding from this layer up.
+          s[i]->pad_from(l);
+          statuses[i] = StepStatus::kNonFiniteOutput;
+          t.live[i] = 0;
+          t.input.col(i).setZero();
+          t.attention.col(i).setZero();
+          continue;
+        }
+        if (l > 0) s[i]->take_projection(t.qkv.col(i));
+        s[i]->attend(l, t.attention.col(i));
+      }
+      finish_block(c, w.layers[l], packed ? &packed->layers[l] : nullptr, products, columns(t.input),
+                   columns(t.attention), columns(t.z), columns(t.hidden), columns(t.output));
+    }
+    for (int i = 0; i < count; ++i)
+      if (t.live[i]) ++s[i]->time;
+  } else {
+    // Two blocks: the first over each stream's window, then the last layer's
+    // tail for the newest tokens together.
+    for (int i = 0; i < count; ++i) {
+      StreamState::Impl& stream = *s[i];
+      const int slot = static_cast<int>(stream.time % c.window);
+      stream.step_window(t.live[i], t.input.col(i));
+      if (t.live[i]) {
+        t.input.col(i) = stream.window_y.col(slot);
+        t.attention.col(i) = stream.last_attention;
+      } else {
+        statuses[i] = StepStatus::kNonFiniteInput;
+        t.input.col(i).setZero();
+        t.attention.col(i).setZero();
+      }
+    }
+    finish_block(c, w.layers[1], packed ? &packed->layers[1] : nullptr, products, columns(t.input),
+                 columns(t.attention), columns(t.z), columns(t.hidden), columns(t.output));
+  }
 
+  // Final norm and classifier for all tokens; z holds the normalised rows.
+  columns(t.z) = columns(t.output);
+  auto rows = columns(t.z);
+  layer_norm_columns(rows, w.final_gamma, w.final_beta, c.layer_norm_eps);
+  linear(packed ? &packed->classifier : nullptr, w.classifier, products.classifier, columns(t.z),
+         columns(t.logits));
+  columns(t.logits).colwise() += w.classifier_bias;
+  for (int i = 0; i < count; ++i) {
+    if (!t.live[i]) continue;
+    if (!t.logits.col(i).allFinite()) {
+      statuses[i] = StepStatus::kNonFiniteOutput;
+      continue;
+    }
+    s[i]->logits = t.logits.col(i);
+    activate(c.activation, s[i]->logits, scores[i]);
+    statuses[i] = StepStatus::kOk;
+  }
+}
 StreamState::StreamState(std::shared_ptr<const Model> model) : impl_(new Impl(std::move(model))) {}
 StreamState::~StreamState() = default;
 StreamState::StreamState(StreamState&&) noexcept = default;

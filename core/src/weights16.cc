@@ -24,20 +24,31 @@ float float_of(std::uint32_t bits) {
   return value;
 }
 
+// Every kernel computes Y = W X over a batch of columns (tokens): X column c
+// at x + c * x_stride (cols() floats), Y column c at y + c * y_stride. Tiles of
+// kRows rows x kColumns columns share each widened weight load across columns
+// and each load of x across rows; every output is one row's dot product
+// accumulated in the same order whatever the tile, so a token's result does not
+// depend on how many others are in the batch.
+
 // --- portable: one row at a time, widening each value ---------------------
 
 template <float (*Widen)(std::uint16_t)>
-void multiply_portable(const Matrix16& w, const float* x, float* y) {
+void multiply_portable(const Matrix16& w, const float* x, std::ptrdiff_t x_stride, int columns,
+                       float* y, std::ptrdiff_t y_stride) {
   const int cols = w.cols();
-  for (int r = 0; r < w.rows(); ++r) {
-    const std::uint16_t* row = w.data() + static_cast<std::size_t>(r) * cols;
-    float sum = 0.0f;
-    for (int j = 0; j < cols; ++j) sum += Widen(row[j]) * x[j];
-    y[r] = sum;
+  for (int c = 0; c < columns; ++c) {
+    const float* xc = x + c * x_stride;
+    for (int r = 0; r < w.rows(); ++r) {
+      const std::uint16_t* row = w.data() + static_cast<std::size_t>(r) * cols;
+      float sum = 0.0f;
+      for (int j = 0; j < cols; ++j) sum += Widen(row[j]) * xc[j];
+      y[c * y_stride + r] = sum;
+    }
   }
 }
 
-// --- x86-64: four rows at a time share each load of x ----------------------
+// --- x86-64 -----------------------------------------------------------------
 // Compiled for their instruction sets whatever the build's -march; called only
 // when the CPU reports them.
 
@@ -50,6 +61,15 @@ bool has_f16c() {
 }
 
 #define NYSTREAM_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+
+// GCC 12 reports the deliberately undefined registers inside its own AVX-512
+// intrinsics (_mm512_reduce_add_ps, ...) as uninitialised once they are inlined
+// into the tiles below: a false positive in its headers.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #define NYSTREAM_AVX2 __attribute__((target("avx2,f16c,fma")))
 
 // (Helpers, not lambdas: clang does not give a lambda its function's target.)
@@ -69,41 +89,56 @@ NYSTREAM_AVX512 inline __m512 load16_masked(const std::uint16_t* p, __mmask16 ma
   return widen16<kType>(_mm256_maskz_loadu_epi16(mask, p));
 }
 
-template <WeightType kType>
-NYSTREAM_AVX512 void multiply_avx512(const Matrix16& w, const float* x, float* y) {
-  const int rows = w.rows(), cols = w.cols(), body = cols & ~15;
+// Rows [r, r + kRows) x columns [c, c + kColumns): 16 weights a load, masked tail.
+template <WeightType kType, int kRows, int kColumns>
+NYSTREAM_AVX512 inline void tile_avx512(const Matrix16& w, int r, const float* x,
+                                        std::ptrdiff_t x_stride, float* y, std::ptrdiff_t y_stride) {
+  const int cols = w.cols(), body = cols & ~15;
   const __mmask16 tail = static_cast<__mmask16>((1u << (cols - body)) - 1);
-  const std::uint16_t* d = w.data();
-  int r = 0;
-  for (; r + 4 <= rows; r += 4) {
-    const std::uint16_t* p0 = d + static_cast<std::size_t>(r) * cols;
-    const std::uint16_t *p1 = p0 + cols, *p2 = p1 + cols, *p3 = p2 + cols;
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (int j = 0; j < body; j += 16) {
-      const __m512 xv = _mm512_loadu_ps(x + j);
-      a0 = _mm512_fmadd_ps(load16<kType>(p0 + j), xv, a0);
-      a1 = _mm512_fmadd_ps(load16<kType>(p1 + j), xv, a1);
-      a2 = _mm512_fmadd_ps(load16<kType>(p2 + j), xv, a2);
-      a3 = _mm512_fmadd_ps(load16<kType>(p3 + j), xv, a3);
+  const std::uint16_t* p[kRows];
+  for (int i = 0; i < kRows; ++i) p[i] = w.data() + static_cast<std::size_t>(r + i) * cols;
+  __m512 a[kRows][kColumns];
+  for (int i = 0; i < kRows; ++i)
+    for (int c = 0; c < kColumns; ++c) a[i][c] = _mm512_setzero_ps();
+  for (int j = 0; j < body; j += 16) {
+    __m512 xv[kColumns];
+    for (int c = 0; c < kColumns; ++c) xv[c] = _mm512_loadu_ps(x + c * x_stride + j);
+    for (int i = 0; i < kRows; ++i) {
+      const __m512 wv = load16<kType>(p[i] + j);
+      for (int c = 0; c < kColumns; ++c) a[i][c] = _mm512_fmadd_ps(wv, xv[c], a[i][c]);
     }
-    if (tail) {
-      const __m512 xv = _mm512_maskz_loadu_ps(tail, x + body);
-      a0 = _mm512_fmadd_ps(load16_masked<kType>(p0 + body, tail), xv, a0);
-      a1 = _mm512_fmadd_ps(load16_masked<kType>(p1 + body, tail), xv, a1);
-      a2 = _mm512_fmadd_ps(load16_masked<kType>(p2 + body, tail), xv, a2);
-      a3 = _mm512_fmadd_ps(load16_masked<kType>(p3 + body, tail), xv, a3);
-    }
-    y[r] = _mm512_reduce_add_ps(a0);
-    y[r + 1] = _mm512_reduce_add_ps(a1);
-    y[r + 2] = _mm512_reduce_add_ps(a2);
-    y[r + 3] = _mm512_reduce_add_ps(a3);
   }
-  for (; r < rows; ++r) {
-    const std::uint16_t* p = d + static_cast<std::size_t>(r) * cols;
-    __m512 a = _mm512_setzero_ps();
-    for (int j = 0; j < body; j += 16) a = _mm512_fmadd_ps(load16<kType>(p + j), _mm512_loadu_ps(x + j), a);
-    if (tail) a = _mm512_fmadd_ps(load16_masked<kType>(p + body, tail), _mm512_maskz_loadu_ps(tail, x + body), a);
-    y[r] = _mm512_reduce_add_ps(a);
+  if (tail) {
+    __m512 xv[kColumns];
+    for (int c = 0; c < kColumns; ++c) xv[c] = _mm512_maskz_loadu_ps(tail, x + c * x_stride + body);
+    for (int i = 0; i < kRows; ++i) {
+      const __m512 wv = load16_masked<kType>(p[i] + body, tail);
+      for (int c = 0; c < kColumns; ++c) a[i][c] = _mm512_fmadd_ps(wv, xv[c], a[i][c]);
+    }
+  }
+  for (int c = 0; c < kColumns; ++c)
+    for (int i = 0; i < kRows; ++i) y[c * y_stride + r + i] = _mm512_reduce_add_ps(a[i][c]);
+}
+
+// Four rows x four columns: 16 accumulators of the 32 registers.
+template <WeightType kType>
+NYSTREAM_AVX512 void multiply_avx512(const Matrix16& w, const float* x, std::ptrdiff_t x_stride,
+                                     int columns, float* y, std::ptrdiff_t y_stride) {
+  const int rows = w.rows();
+  int c = 0;
+  for (; c + 4 <= columns; c += 4) {
+    const float* xc = x + c * x_stride;
+    float* yc = y + c * y_stride;
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) tile_avx512<kType, 4, 4>(w, r, xc, x_stride, yc, y_stride);
+    for (; r < rows; ++r) tile_avx512<kType, 1, 4>(w, r, xc, x_stride, yc, y_stride);
+  }
+  for (; c < columns; ++c) {
+    const float* xc = x + c * x_stride;
+    float* yc = y + c * y_stride;
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) tile_avx512<kType, 4, 1>(w, r, xc, x_stride, yc, y_stride);
+    for (; r < rows; ++r) tile_avx512<kType, 1, 1>(w, r, xc, x_stride, yc, y_stride);
   }
 }
 
@@ -121,48 +156,63 @@ NYSTREAM_AVX2 inline float sum8(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-template <WeightType kType>
-NYSTREAM_AVX2 void multiply_avx2(const Matrix16& w, const float* x, float* y) {
-  const int rows = w.rows(), cols = w.cols(), body = cols & ~7;
-  const std::uint16_t* d = w.data();
-  auto widen = [](std::uint16_t v) { return kType == WeightType::kF16 ? from_half(v) : from_bfloat16(v); };
-  int r = 0;
-  for (; r + 4 <= rows; r += 4) {
-    const std::uint16_t* p0 = d + static_cast<std::size_t>(r) * cols;
-    const std::uint16_t *p1 = p0 + cols, *p2 = p1 + cols, *p3 = p2 + cols;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (int j = 0; j < body; j += 8) {
-      const __m256 xv = _mm256_loadu_ps(x + j);
-      a0 = _mm256_fmadd_ps(load8<kType>(p0 + j), xv, a0);
-      a1 = _mm256_fmadd_ps(load8<kType>(p1 + j), xv, a1);
-      a2 = _mm256_fmadd_ps(load8<kType>(p2 + j), xv, a2);
-      a3 = _mm256_fmadd_ps(load8<kType>(p3 + j), xv, a3);
+// Rows [r, r + kRows) x columns [c, c + kColumns): 8 weights a load, scalar tail.
+template <WeightType kType, int kRows, int kColumns>
+NYSTREAM_AVX2 inline void tile_avx2(const Matrix16& w, int r, const float* x, std::ptrdiff_t x_stride,
+                                    float* y, std::ptrdiff_t y_stride) {
+  const int cols = w.cols(), body = cols & ~7;
+  const std::uint16_t* p[kRows];
+  for (int i = 0; i < kRows; ++i) p[i] = w.data() + static_cast<std::size_t>(r + i) * cols;
+  __m256 a[kRows][kColumns];
+  for (int i = 0; i < kRows; ++i)
+    for (int c = 0; c < kColumns; ++c) a[i][c] = _mm256_setzero_ps();
+  for (int j = 0; j < body; j += 8) {
+    __m256 xv[kColumns];
+    for (int c = 0; c < kColumns; ++c) xv[c] = _mm256_loadu_ps(x + c * x_stride + j);
+    for (int i = 0; i < kRows; ++i) {
+      const __m256 wv = load8<kType>(p[i] + j);
+      for (int c = 0; c < kColumns; ++c) a[i][c] = _mm256_fmadd_ps(wv, xv[c], a[i][c]);
     }
-    float s0 = sum8(a0), s1 = sum8(a1), s2 = sum8(a2), s3 = sum8(a3);
-    for (int j = body; j < cols; ++j) {
-      s0 += widen(p0[j]) * x[j];
-      s1 += widen(p1[j]) * x[j];
-      s2 += widen(p2[j]) * x[j];
-      s3 += widen(p3[j]) * x[j];
-    }
-    y[r] = s0;
-    y[r + 1] = s1;
-    y[r + 2] = s2;
-    y[r + 3] = s3;
   }
-  for (; r < rows; ++r) {
-    const std::uint16_t* p = d + static_cast<std::size_t>(r) * cols;
-    __m256 a = _mm256_setzero_ps();
-    for (int j = 0; j < body; j += 8) a = _mm256_fmadd_ps(load8<kType>(p + j), _mm256_loadu_ps(x + j), a);
-    float s = sum8(a);
-    for (int j = body; j < cols; ++j) s += widen(p[j]) * x[j];
-    y[r] = s;
+  for (int c = 0; c < kColumns; ++c)
+    for (int i = 0; i < kRows; ++i) {
+      float s = sum8(a[i][c]);
+      for (int j = body; j < cols; ++j)
+        s += (kType == WeightType::kF16 ? from_half(p[i][j]) : from_bfloat16(p[i][j])) *
+             x[c * x_stride + j];
+      y[c * y_stride + r + i] = s;
+    }
+}
+
+// Four rows x two columns: 8 accumulators, 4 weights and 2 inputs of 16 registers.
+template <WeightType kType>
+NYSTREAM_AVX2 void multiply_avx2(const Matrix16& w, const float* x, std::ptrdiff_t x_stride,
+                                 int columns, float* y, std::ptrdiff_t y_stride) {
+  const int rows = w.rows();
+  int c = 0;
+  for (; c + 2 <= columns; c += 2) {
+    const float* xc = x + c * x_stride;
+    float* yc = y + c * y_stride;
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) tile_avx2<kType, 4, 2>(w, r, xc, x_stride, yc, y_stride);
+    for (; r < rows; ++r) tile_avx2<kType, 1, 2>(w, r, xc, x_stride, yc, y_stride);
+  }
+  for (; c < columns; ++c) {
+    const float* xc = x + c * x_stride;
+    float* yc = y + c * y_stride;
+    int r = 0;
+    for (; r + 4 <= rows; r += 4) tile_avx2<kType, 4, 1>(w, r, xc, x_stride, yc, y_stride);
+    for (; r < rows; ++r) tile_avx2<kType, 1, 1>(w, r, xc, x_stride, yc, y_stride);
   }
 }
 
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
 #endif  // __x86_64__
 
-using Kernel = void (*)(const Matrix16&, const float*, float*);
+using Kernel = void (*)(const Matrix16&, const float*, std::ptrdiff_t, int, float*, std::ptrdiff_t);
 
 struct KernelEntry {
   const char* name;
@@ -192,8 +242,9 @@ const KernelEntry& best_kernel() {
   return best;
 }
 
-void run(const KernelEntry& k, const Matrix16& w, const float* x, float* y) {
-  (w.type() == WeightType::kF16 ? k.f16 : k.bf16)(w, x, y);
+void run(const KernelEntry& k, const Matrix16& w, const float* x, std::ptrdiff_t x_stride,
+         int columns, float* y, std::ptrdiff_t y_stride) {
+  (w.type() == WeightType::kF16 ? k.f16 : k.bf16)(w, x, x_stride, columns, y, y_stride);
 }
 
 }  // namespace
@@ -263,7 +314,14 @@ Matrix16::Matrix16(const Eigen::MatrixXf& matrix, WeightType type)
           type == WeightType::kF16 ? to_half(matrix(r, c)) : to_bfloat16(matrix(r, c));
 }
 
-void multiply(const Matrix16& w, const float* x, float* y) { run(best_kernel(), w, x, y); }
+void multiply(const Matrix16& w, const float* x, float* y) {
+  run(best_kernel(), w, x, w.cols(), 1, y, w.rows());
+}
+
+void multiply(const Matrix16& w, const float* x, std::ptrdiff_t x_stride, int columns, float* y,
+              std::ptrdiff_t y_stride) {
+  run(best_kernel(), w, x, x_stride, columns, y, y_stride);
+}
 
 std::vector<const char*> available_kernels() {
   std::vector<const char*> names;
@@ -275,9 +333,14 @@ std::vector<const char*> available_kernels() {
 const char* active_kernel() { return best_kernel().name; }
 
 bool multiply_with(const char* kernel, const Matrix16& w, const float* x, float* y) {
+  return multiply_with(kernel, w, x, w.cols(), 1, y, w.rows());
+}
+
+bool multiply_with(const char* kernel, const Matrix16& w, const float* x, std::ptrdiff_t x_stride,
+                   int columns, float* y, std::ptrdiff_t y_stride) {
   for (const KernelEntry& k : kKernels)
     if (std::strcmp(k.name, kernel) == 0 && k.supported()) {
-      run(k, w, x, y);
+      run(k, w, x, x_stride, columns, y, y_stride);
       return true;
     }
   return false;

@@ -19,6 +19,7 @@ WindowAttention::WindowAttention(const ModelConfig& config, const LayerWeights& 
       scale_(1.0f / std::pow(static_cast<float>(config.head_dim()), 0.25f)),
       pinv_(fixed_pinv),
       key_values_(2 * e_, n_),
+      key_value_product_(2 * e_, e_, n_),
       query_(e_),
       kernel_(std::max(m_, 1), h_, d_),
       key_landmark_weights_(n_, m_),
@@ -27,6 +28,7 @@ WindowAttention::WindowAttention(const ModelConfig& config, const LayerWeights& 
       window_w_(n_) {
   if (nystrom() && config.schedule == LandmarkSchedule::kContinual) {
     queries_.resize(e_, n_);
+    query_product_ = MatrixProduct(e_, e_, n_);
     landmark_queries_.resize(e_, m_);
     landmark_keys_.resize(e_, m_);
     pinv_state_.resize(m_, m_ * h_);
@@ -48,7 +50,7 @@ void WindowAttention::reset() {
 
 void WindowAttention::refresh_landmarks(const Eigen::MatrixXf& tokens,
                                         const std::vector<unsigned char>& valid) {
-  queries_.noalias() = weights_.qkv.topRows(e_) * tokens;
+  query_product_.run(weights_.qkv.topRows(e_), tokens, queries_);
   queries_.colwise() += weights_.qkv_bias.head(e_);
   queries_ *= scale_;
   for (int j = 0; j < n_; ++j)
@@ -68,7 +70,7 @@ void WindowAttention::refresh_landmarks(const Eigen::MatrixXf& tokens,
 void WindowAttention::step(std::int64_t t, const Eigen::MatrixXf& tokens,
                            const std::vector<unsigned char>& valid, Eigen::VectorXf& out) {
   const int newest = static_cast<int>(t % n_);
-  key_values_.noalias() = weights_.qkv.bottomRows(2 * e_) * tokens;
+  key_value_product_.run(weights_.qkv.bottomRows(2 * e_), tokens, key_values_);
   key_values_.colwise() += weights_.qkv_bias.tail(2 * e_);
   key_values_.topRows(e_) *= scale_;
   for (int j = 0; j < n_; ++j)

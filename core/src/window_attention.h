@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "landmark_kernel.h"
+#include "matrix_product.h"
 #include "nystream/model.h"
 
 namespace nystream {
@@ -40,6 +41,7 @@ class WindowAttention {
   float scale_;
   const Eigen::MatrixXf* pinv_;
   Eigen::MatrixXf key_values_;  // 2E x n: scaled keys on top, values below
+  MatrixProduct key_value_product_, query_product_;  // over the n window tokens
   Eigen::MatrixXf queries_;     // E x n, only at landmark refreshes
   Eigen::VectorXf query_;       // E
   Eigen::MatrixXf landmark_queries_, landmark_keys_;  // E x m

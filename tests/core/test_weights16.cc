@@ -3,7 +3,8 @@
 // product; a 16-bit model's stream equals the batch model on the same rounded
 // weights at every step (the equivalence tests' 2e-4), stays close to the
 // float32 model it was rounded from, allocates nothing per step, and survives a
-// model file round trip bit for bit.
+// model file round trip bit for bit. The kernels over many columns (a batched
+// step) give each column bit for bit its single-column result.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -79,6 +80,30 @@ TEST(Weights16, EveryKernelEqualsTheDoubleProduct) {
                 << kernel << " " << to_string(type) << " " << rows << "x" << cols << " row " << r;
         }
       }
+}
+
+// Many columns at once (StreamBatch), strided as blocks of larger matrices:
+// each column bit for bit what the kernel gives that column alone.
+TEST(Weights16, ColumnsEqualEachColumnAlone) {
+  for (WeightType type : {WeightType::kF16, WeightType::kBF16})
+    for (int rows : {1, 5, 64})
+      for (int cols : {7, 16, 33, 192})
+        for (int columns : {2, 3, 4, 5, 9}) {
+          const Matrix16 packed(random_tokens(rows, cols, rows + cols), type);
+          const Eigen::MatrixXf x = random_tokens(cols + 3, columns, columns);  // stride cols + 3
+          for (const char* kernel : available_kernels()) {
+            Eigen::MatrixXf y = Eigen::MatrixXf::Constant(rows + 2, columns, -1.0f);
+            ASSERT_TRUE(multiply_with(kernel, packed, x.data(), x.rows(), columns, y.data(), y.rows()));
+            for (int c = 0; c < columns; ++c) {
+              Eigen::VectorXf alone(rows);
+              ASSERT_TRUE(multiply_with(kernel, packed, x.col(c).data(), alone.data()));
+              ASSERT_EQ(Eigen::VectorXf(y.col(c).head(rows)), alone)
+                  << kernel << " " << to_string(type) << " " << rows << "x" << cols << " column " << c
+                  << " of " << columns;
+              ASSERT_EQ(y(rows, c), -1.0f);  // nothing past the column's rows
+            }
+          }
+        }
 }
 
 ModelConfig config16(WeightType type, int blocks, LandmarkSchedule schedule, Assembly assembly) {

@@ -31,7 +31,11 @@ class ConvStem {
   // stem.proj times the pooled values to out (E floats). No allocation.
   void add_to(const float* input, Eigen::Ref<Eigen::VectorXf> out) noexcept;
 
-  // The pooled values of the last add_to(): c_L (g + 2), channel c's at
+  // The convolutions and pooling alone, into pooled(): a StreamBatch applies
+  // stem.proj to the pooled values of all its streams in one product.
+  void pool(const float* input) noexcept;
+
+  // The pooled values of the last add_to() or pool(): c_L (g + 2), channel c's at
   // [c (g + 2), (c + 1)(g + 2)): g strip maxima, global maximum, global mean.
   const Eigen::VectorXf& pooled() const { return pooled_; }
 

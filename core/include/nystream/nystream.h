@@ -26,4 +26,5 @@
 #include "nystream/flops.h"
 #include "nystream/model.h"
 #include "nystream/model_file.h"
+#include "nystream/stream_batch.h"
 #include "nystream/stream_state.h"

@@ -62,8 +62,12 @@ class StreamState {
   // softmax sums rebuilt from the window, on schedule or after a collapse.
   std::int64_t rows_rebuilt() const noexcept;
 
- private:
+  // The insides (core/src/stream_state_impl.h), named here so the core's
+  // batched step can reach them; not part of the API.
   struct Impl;
+
+ private:
+  friend class StreamBatch;  // steps the insides of many streams together
   std::unique_ptr<Impl> impl_;
 };
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <Eigen/Core>
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -40,11 +41,20 @@ class Matrix16 {
 
 // y = W x: x has cols() floats, y rows() floats (not aliasing x). Allocates nothing.
 void multiply(const Matrix16& w, const float* x, float* y);
+// Y = W X for `columns` tokens at once (StreamBatch): column c of X starts at
+// x + c * x_stride (cols() floats), column c of Y at y + c * y_stride (rows()
+// floats), not aliasing X. Each weight is widened once per tile of columns; a
+// column's result is bit for bit multiply() on that column alone (every kernel
+// accumulates each output in the same order whatever the tile).
+void multiply(const Matrix16& w, const float* x, std::ptrdiff_t x_stride, int columns, float* y,
+              std::ptrdiff_t y_stride);
 
 // The kernels this CPU can run, best first, and the one multiply() uses; for
 // tests and benchmarks, multiply_with() runs a named one.
 std::vector<const char*> available_kernels();
 const char* active_kernel();
 bool multiply_with(const char* kernel, const Matrix16& w, const float* x, float* y);
+bool multiply_with(const char* kernel, const Matrix16& w, const float* x, std::ptrdiff_t x_stride,
+                   int columns, float* y, std::ptrdiff_t y_stride);
 
 }  // namespace nystream

@@ -1,0 +1,46 @@
+// y = W x over a batch of tokens for float32 weights, through Eigen's blocked
+// matrix-matrix kernel with its packing buffers allocated here, once. Eigen's
+// product expression sizes those buffers per call and takes them from the heap
+// once they pass its stack limit (EIGEN_STACK_ALLOCATION_LIMIT, 128 kB), which
+// a batch of tokens times a 1024 x 192 matrix does; a StreamBatch step must not
+// allocate. This is Eigen's internal API (stable through 3.3 and 3.4), kept to
+// this one class.
+#pragma once
+
+#include <Eigen/Core>
+#include <memory>
+
+namespace nystream {
+
+class MatrixProduct {
+ public:
+  // No buffers: run() is the plain product expression (a single column is a
+  // matrix-vector product, which allocates nothing).
+  MatrixProduct() = default;
+  // For W of rows x depth times up to max_columns columns.
+  MatrixProduct(Eigen::Index rows, Eigen::Index depth, Eigen::Index max_columns)
+      : blocking_(new Blocking(rows, max_columns, depth, 1, true)) {
+    blocking_->allocateAll();
+  }
+
+  // y = w x; y must not alias x.
+  void run(const Eigen::Ref<const Eigen::MatrixXf>& w, const Eigen::Ref<const Eigen::MatrixXf>& x,
+           Eigen::Ref<Eigen::MatrixXf> y) const {
+    if (!blocking_ || x.cols() <= 1) {
+      y.noalias() = w * x;
+      return;
+    }
+    y.setZero();  // the kernel accumulates
+    Eigen::internal::general_matrix_matrix_product<
+        Eigen::Index, float, Eigen::ColMajor, false, float, Eigen::ColMajor, false, Eigen::ColMajor,
+        1>::run(w.rows(), x.cols(), w.cols(), w.data(), w.outerStride(), x.data(), x.outerStride(),
+                y.data(), 1, y.outerStride(), 1.0f, *blocking_, nullptr);
+  }
+
+ private:
+  using Blocking = Eigen::internal::gemm_blocking_space<Eigen::ColMajor, float, float, Eigen::Dynamic,
+                                                        Eigen::Dynamic, Eigen::Dynamic>;
+  std::unique_ptr<Blocking> blocking_;
+};
+
+}  // namespace nystream
