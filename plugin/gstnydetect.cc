@@ -4,6 +4,7 @@
 #include <memory>
 #include <mutex>
 
+#include "batch_group.h"
 #include "meta/gstnystreammeta.h"
 #include "model_registry.h"
 #include "nystream/stream_state.h"
@@ -22,6 +23,11 @@ GST_DEBUG_CATEGORY_STATIC (gst_ny_detect_debug);
 #define DEFAULT_CUSTOM_META FALSE
 #define DEFAULT_MESSAGE_INTERVAL 0
 #define DEFAULT_QOS TRUE
+/* Batching across elements sharing a model-instance-id: off (1), and how long
+ * (ms) a token may wait for the batch to fill, as DL Streamer's batch-size and
+ * batch-timeout. */
+#define DEFAULT_BATCH_SIZE 1
+#define DEFAULT_BATCH_TIMEOUT 50
 /* A segment whose running time is this far from where the stream was is a jump. */
 #define SEGMENT_JUMP_TOLERANCE (100 * GST_MSECOND)
 
@@ -37,7 +43,12 @@ enum {
   PROP_CUSTOM_META,
   PROP_STATS,
   PROP_RESULT_LATENCY,
+  PROP_BATCH_SIZE,
+  PROP_BATCH_TIMEOUT,
 };
+
+/* Batched results that no buffer will carry (flush, EOS, stop), to the bus. */
+static void post_leftover_results (GstNyDetect * self);
 
 namespace nystream::plugin {
 namespace {
@@ -55,6 +66,7 @@ struct Settings {
 struct Stats {
   guint64 tokens = 0, steps = 0, skipped_qos = 0, non_finite = 0, resets = 0, results = 0,
           messages = 0, rejected_buffers = 0;
+  BatchCounters batch;
 };
 
 struct Pending {
@@ -76,13 +88,19 @@ class Detector : public TokenSink {
   }
 
   std::string model_path, instance_id;  /* GST_OBJECT_LOCK */
+  guint batch_size = DEFAULT_BATCH_SIZE;           /* GST_OBJECT_LOCK */
+  guint batch_timeout_ms = DEFAULT_BATCH_TIMEOUT;  /* GST_OBJECT_LOCK */
   Settings settings;   /* GST_OBJECT_LOCK */
   Stats stats;         /* GST_OBJECT_LOCK */
   guint64 result_latency = 0;                         /* GST_OBJECT_LOCK */
   GstClockTime qos_earliest = GST_CLOCK_TIME_NONE;    /* GST_OBJECT_LOCK */
 
   std::shared_ptr<const Model> model;
-  std::unique_ptr<StreamState> stream;
+  std::unique_ptr<StreamState> stream;      /* unbatched */
+  /* Batched: the stream lives in the group, results come back through it. */
+  std::shared_ptr<BatchGroup> group;
+  BatchMember *member = nullptr;
+  std::vector<BatchResult> batch_results;   /* taken from the group, reused */
   std::unique_ptr<Frontend> frontend;
   std::vector<const gchar *> class_names;   /* NULL-terminated views of model->info() */
   std::string model_name;
@@ -99,6 +117,7 @@ class Detector : public TokenSink {
   GstClockTime stream_end_running = GST_CLOCK_TIME_NONE;  /* where the last buffer ended */
   bool have_data = false;
   bool warned_rejected = false;     /* one element warning per stream for bad input */
+  bool force_messages = false;      /* post every result: no buffer will carry it */
 
   /* The last nystream::plugin::kDetectHistoryLength results for followers, a ring preallocated in
    * start(): history[(history_head + i) % size], i < history_count. */
@@ -109,6 +128,10 @@ class Detector : public TokenSink {
 
   void on_token (const float *features, int dim, const TokenSpan & span) override;
   void reset_stream (const char *why);
+  void add_pending (const float *scores, const TokenSpan & span);
+  /* Batched: moves the results the group computed for this element into
+   * `pending` (those it reports), counting them in stats. */
+  void take_batch_results ();
 
  private:
   GstNyDetect *element_;
@@ -118,6 +141,18 @@ void
 Detector::on_token (const float *features, int dim, const TokenSpan & span)
 {
   (void) dim;
+  if (member) {
+    if (skipping)
+      group->skip (member, span);
+    else
+      group->submit (member, features, span);
+    GST_OBJECT_LOCK (element_);
+    stats.tokens++;
+    if (skipping)
+      stats.skipped_qos++;
+    GST_OBJECT_UNLOCK (element_);
+    return;
+  }
   if (skipping) {
     stream->skip ();
     GST_OBJECT_LOCK (element_);
@@ -141,12 +176,45 @@ Detector::on_token (const float *features, int dim, const TokenSpan & span)
   }
   if (span.index % current.interval != 0)
     return;
+  add_pending (scores.data (), span);
+}
+
+void
+Detector::add_pending (const float *result, const TokenSpan & span)
+{
   /* Rarely more tokens than slots (a buffer of several seconds): grow once. */
   if (pending_count == pending.size ())
     pending.push_back ({std::vector<float> (scores.size ()), {}});
   Pending & slot = pending[pending_count++];
-  std::copy (scores.begin (), scores.end (), slot.scores.begin ());
+  std::copy (result, result + scores.size (), slot.scores.begin ());
   slot.span = span;
+}
+
+void
+Detector::take_batch_results ()
+{
+  BatchCounters counters;
+  const std::size_t taken = group->take_results (member, &batch_results, 0, &counters);
+  guint64 steps = 0, non_finite = 0;
+  for (std::size_t i = 0; i < taken; i++) {
+    const BatchResult & r = batch_results[i];
+    if (r.skipped)
+      continue;
+    if (r.status != StepStatus::kOk) {
+      non_finite++;
+      GST_LOG_OBJECT (element_, "token %" G_GINT64_FORMAT " not finite: entered as padding",
+          r.span.index);
+      continue;
+    }
+    steps++;
+    if (r.span.index % current.interval == 0)
+      add_pending (r.scores.data (), r.span);
+  }
+  GST_OBJECT_LOCK (element_);
+  stats.steps += steps;
+  stats.non_finite += non_finite;
+  stats.batch = counters;
+  GST_OBJECT_UNLOCK (element_);
 }
 
 void
@@ -154,6 +222,12 @@ Detector::reset_stream (const char *why)
 {
   if (stream)
     stream->reset ();
+  if (member) {
+    /* The token still queued is stepped first; its result and any not yet
+     * taken describe media before the reset: they go to the bus. */
+    group->reset (member);
+    post_leftover_results (element_);
+  }
   if (frontend)
     frontend->reset ();
   pending_count = 0;
@@ -271,13 +345,34 @@ gst_ny_detect_class_init (GstNyDetectClass * klass)
   g_object_class_install_property (gobject_class, PROP_RESULT_LATENCY,
       g_param_spec_uint64 ("result-latency", "Result latency",
           "How long after the start of a token's media its result can be attached, in "
-          "nanoseconds (the front end's latency; 0 before caps). Buffers themselves are "
-          "not held, so the element adds no latency to the stream", 0, G_MAXUINT64, 0,
+          "nanoseconds (the front end's latency, plus batch-timeout when batching; 0 "
+          "before caps). Buffers themselves are not held, so the element adds no latency "
+          "to the stream", 0, G_MAXUINT64, 0,
           (GParamFlags) (G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
+  g_object_class_install_property (gobject_class, PROP_BATCH_SIZE,
+      g_param_spec_uint ("batch-size", "Batch size",
+          "Step this many streams' tokens together: detectors sharing a model-instance-id "
+          "queue their tokens in one batch, stepped with matrix-matrix products when it "
+          "holds batch-size tokens or its oldest has waited batch-timeout. Buffers are "
+          "never held: a result rides on a later buffer of its element (its meta says "
+          "which media it describes), or goes to the bus at flush, EOS and stop. Every "
+          "element sharing the id must set the same batch-size and batch-timeout. "
+          "1: off (each token steps at once)", 1, 1024, DEFAULT_BATCH_SIZE,
+          (GParamFlags) (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+              GST_PARAM_MUTABLE_READY)));
+  g_object_class_install_property (gobject_class, PROP_BATCH_TIMEOUT,
+      g_param_spec_uint ("batch-timeout", "Batch timeout",
+          "With batch-size > 1: the longest a token waits for its batch to fill, in "
+          "milliseconds; then the batch steps with the tokens it has (added to "
+          "result-latency)", 0, 60000, DEFAULT_BATCH_TIMEOUT,
+          (GParamFlags) (G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS |
+              GST_PARAM_MUTABLE_READY)));
   g_object_class_install_property (gobject_class, PROP_STATS,
       g_param_spec_boxed ("stats", "Statistics",
           "tokens, steps, skipped-qos (tokens let go by because buffers were late), "
-          "non-finite, resets, results, messages, rejected-buffers", GST_TYPE_STRUCTURE,
+          "non-finite, resets, results, messages, rejected-buffers; batching: batches (that "
+          "held one of this element's tokens), batch-streams (their sizes summed), "
+          "batch-timeouts (of them stepped before they were full)", GST_TYPE_STRUCTURE,
           (GParamFlags) (G_PARAM_READABLE | G_PARAM_STATIC_STRINGS)));
 
   trans_class->start = GST_DEBUG_FUNCPTR (gst_ny_detect_start);
@@ -343,6 +438,12 @@ gst_ny_detect_set_property (GObject * object, guint prop_id, const GValue * valu
     case PROP_CUSTOM_META:
       d->settings.custom_meta = g_value_get_boolean (value);
       break;
+    case PROP_BATCH_SIZE:
+      d->batch_size = g_value_get_uint (value);
+      break;
+    case PROP_BATCH_TIMEOUT:
+      d->batch_timeout_ms = g_value_get_uint (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -383,6 +484,12 @@ gst_ny_detect_get_property (GObject * object, guint prop_id, GValue * value, GPa
     case PROP_RESULT_LATENCY:
       g_value_set_uint64 (value, d->result_latency);
       break;
+    case PROP_BATCH_SIZE:
+      g_value_set_uint (value, d->batch_size);
+      break;
+    case PROP_BATCH_TIMEOUT:
+      g_value_set_uint (value, d->batch_timeout_ms);
+      break;
     case PROP_STATS:{
       const auto & s = d->stats;
       g_value_take_boxed (value, gst_structure_new ("nystream-stats",
@@ -390,7 +497,10 @@ gst_ny_detect_get_property (GObject * object, guint prop_id, GValue * value, GPa
               "skipped-qos", G_TYPE_UINT64, s.skipped_qos,
               "non-finite", G_TYPE_UINT64, s.non_finite, "resets", G_TYPE_UINT64, s.resets,
               "results", G_TYPE_UINT64, s.results, "messages", G_TYPE_UINT64, s.messages,
-              "rejected-buffers", G_TYPE_UINT64, s.rejected_buffers, NULL));
+              "rejected-buffers", G_TYPE_UINT64, s.rejected_buffers,
+              "batches", G_TYPE_UINT64, s.batch.batches,
+              "batch-streams", G_TYPE_UINT64, s.batch.batch_streams,
+              "batch-timeouts", G_TYPE_UINT64, s.batch.batch_timeouts, NULL));
       break;
     }
     default:
@@ -410,6 +520,8 @@ gst_ny_detect_start (GstBaseTransform * trans)
   GST_OBJECT_LOCK (self);
   std::string path = d->model_path;
   const std::string instance_id = d->instance_id;
+  const guint batch_size = d->batch_size;
+  const GstClockTime batch_timeout = d->batch_timeout_ms * GST_MSECOND;
   d->stats = {};
   d->qos_earliest = GST_CLOCK_TIME_NONE;
   GST_OBJECT_UNLOCK (self);
@@ -448,7 +560,37 @@ gst_ny_detect_start (GstBaseTransform * trans)
     d->model.reset ();
     return FALSE;
   }
-  d->stream.reset (new nystream::StreamState (d->model));
+  if (batch_size > 1 && instance_id.empty ()) {
+    GST_ELEMENT_WARNING (self, RESOURCE, SETTINGS, ("batch-size has no effect without "
+            "model-instance-id: running unbatched."),
+        ("batch-size is %u but model-instance-id is unset: tokens are batched across "
+            "elements sharing a model-instance-id. Set the same model-instance-id on the "
+            "detectors to batch together.", batch_size));
+  } else if (batch_size > 1) {
+    std::string batch_error;
+    try {
+      d->group = nystream::plugin::BatchGroup::join (instance_id, d->model, batch_size,
+          batch_timeout, GST_ELEMENT_NAME (self), &batch_error);
+      if (d->group)
+        d->member = d->group->add_member ();
+    } catch (const std::exception & e) {
+      batch_error = e.what ();
+      d->group.reset ();
+    }
+    if (!d->group) {
+      GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("Mismatched batch settings."),
+          ("%s", batch_error.c_str ()));
+      d->model.reset ();
+      return FALSE;
+    }
+    GST_INFO_OBJECT (self, "batching with model-instance-id %s: batch-size %u, "
+        "batch-timeout %" GST_TIME_FORMAT, instance_id.c_str (), batch_size,
+        GST_TIME_ARGS (batch_timeout));
+  }
+  if (!d->member)
+    d->stream.reset (new nystream::StreamState (d->model));
+  d->batch_results.assign (64, {std::vector<float> (d->model->config ().classes), {},
+          nystream::StepStatus::kOk, false});
   d->scores.assign (d->model->config ().classes, 0.0f);
   d->pending.assign (16, {std::vector<float> (d->model->config ().classes), {}});
   d->pending_count = 0;
@@ -484,6 +626,14 @@ static gboolean
 gst_ny_detect_stop (GstBaseTransform * trans)
 {
   Detector *d = detector_of (trans);
+  if (d->member) {
+    /* Nothing left waiting: the queued token is stepped, its result posted. */
+    d->group->flush ();
+    post_leftover_results (GST_NY_DETECT (trans));
+    d->group->remove_member (d->member);
+    d->member = nullptr;
+    d->group.reset ();
+  }
   d->frontend.reset ();
   d->stream.reset ();
   d->model.reset ();
@@ -522,7 +672,8 @@ gst_ny_detect_set_caps (GstBaseTransform * trans, GstCaps * incaps, GstCaps * ou
   }
   d->frontend.reset (frontend);
   GST_OBJECT_LOCK (self);
-  d->result_latency = frontend->latency_ns ();
+  /* A batched token may wait batch-timeout for its batch. */
+  d->result_latency = frontend->latency_ns () + (d->member ? d->group->timeout () : 0);
   GST_OBJECT_UNLOCK (self);
   d->warned_rejected = false;
   d->reset_stream ("new caps");
@@ -614,8 +765,9 @@ result_message (GstNyDetect * self, Detector * d, const nystream::plugin::Pendin
 }
 
 /* Publishes the results the last push completed: meta on buffer (the one that
- * completed them, or the EOS carrier), history for followers, bus messages
- * (rate-limited, posted last and outside every lock). */
+ * completed them, or the EOS carrier; nullptr: none), history for followers,
+ * bus messages (rate-limited, or every one when d->force_messages; posted last
+ * and outside every lock). */
 static void
 publish_results (GstNyDetect * self, GstBuffer * buffer)
 {
@@ -630,10 +782,12 @@ publish_results (GstNyDetect * self, GstBuffer * buffer)
   for (std::size_t i = 0; i < d->pending_count; i++) {
     const nystream::plugin::Pending & r = d->pending[i];
     const GstClockTime start = r.span.start_ns, duration = r.span.end_ns - r.span.start_ns;
-    GstNystreamMeta *meta = gst_buffer_add_nystream_meta_with_labels (buffer, d->labels,
-        r.scores.data (), d->current.threshold, r.span.index, start, duration);
-    if (meta && d->current.custom_meta)
-      gst_buffer_add_nystream_custom_meta (buffer, meta);
+    if (buffer) {
+      GstNystreamMeta *meta = gst_buffer_add_nystream_meta_with_labels (buffer, d->labels,
+          r.scores.data (), d->current.threshold, r.span.index, start, duration);
+      if (meta && d->current.custom_meta)
+        gst_buffer_add_nystream_custom_meta (buffer, meta);
+    }
     const GstClockTime running = gst_segment_to_running_time (segment, GST_FORMAT_TIME, start);
     {
       std::lock_guard < std::mutex > lock (d->history_mutex);
@@ -648,9 +802,10 @@ publish_results (GstNyDetect * self, GstBuffer * buffer)
       std::copy (r.scores.begin (), r.scores.end (), slot.scores.begin ());
       slot.threshold = d->current.threshold;
     }
-    const bool due = d->current.post_messages && GST_CLOCK_TIME_IS_VALID (running) &&
-        (!GST_CLOCK_TIME_IS_VALID (d->last_message) || d->current.message_interval == 0 ||
-        running >= d->last_message + d->current.message_interval);
+    const bool due = d->force_messages || (d->current.post_messages &&
+        GST_CLOCK_TIME_IS_VALID (running) && (!GST_CLOCK_TIME_IS_VALID (d->last_message) ||
+            d->current.message_interval == 0 ||
+            running >= d->last_message + d->current.message_interval));
     if (due) {
       messages.push_back (gst_message_new_element (GST_OBJECT (self),
               result_message (self, d, r, segment)));
@@ -665,6 +820,21 @@ publish_results (GstNyDetect * self, GstBuffer * buffer)
   for (GstMessage * message:messages)
     gst_element_post_message (GST_ELEMENT (self), message);
   messages.clear ();
+}
+
+static void
+post_leftover_results (GstNyDetect * self)
+{
+  Detector *d = detector_of (self);
+  if (!d->member)
+    return;
+  d->take_batch_results ();
+  if (d->pending_count)
+    GST_DEBUG_OBJECT (self, "%zu batched results with no buffer to ride on: to the bus",
+        d->pending_count);
+  d->force_messages = true;
+  publish_results (self, nullptr);
+  d->force_messages = false;
 }
 
 /* The results the drain at EOS completed have no buffer to ride on: their metas
@@ -724,6 +894,8 @@ gst_ny_detect_transform_ip (GstBaseTransform * trans, GstBuffer * buf)
   } catch (...) {
     status = nystream::PushStatus::kNotConfigured;
   }
+  if (d->member)
+    d->take_batch_results ();  /* this buffer's batches, and others' that finished */
   GST_TRACE_OBJECT (self, "buffer %" GST_TIME_FORMAT ": %zu results in %" G_GINT64_FORMAT " us",
       GST_TIME_ARGS (pts), d->pending_count, g_get_monotonic_time () - started);
 
@@ -801,7 +973,15 @@ gst_ny_detect_sink_event (GstBaseTransform * trans, GstEvent * event)
         GST_OBJECT_UNLOCK (self);
         d->skipping = false;
         d->frontend->drain (*d);
+        if (d->member) {
+          /* Nothing waits past EOS: step the batch now; every result still in
+           * the group goes with the final results, and to the bus. */
+          d->group->flush ();
+          d->take_batch_results ();
+          d->force_messages = true;
+        }
         push_final_results (self);
+        d->force_messages = false;
       }
       break;
     default:

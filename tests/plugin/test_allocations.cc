@@ -125,6 +125,49 @@ TEST(Allocations, VideoDetectorDefaultPathAllocatesNothingPerResult) {
   EXPECT_EQ(c.allocations, 0);
 }
 
+// Issue 21: two detectors sharing a model-instance-id with batch-size 2, fed in
+// turn. Counted from every sink probe to the src probe of the same element:
+// queueing, the batched step (by whichever element fills the batch) and taking
+// results allocate nothing. batch-timeout is long so its thread never steps.
+TEST(Allocations, BatchedDetectorsAllocateNothingPerResult) {
+  gst_init(nullptr, nullptr);
+  const std::string launch = "nyaudiodetect model-instance-id=allocations batch-size=2 batch-timeout=60000 model=" +
+                             shipped("audio-events.safetensors");
+  GstHarness* harness[2] = {gst_harness_new_parse(launch.c_str()), gst_harness_new_parse(launch.c_str())};
+  std::vector<GstBuffer*> buffers[2] = {audio_buffers(600, 1000), audio_buffers(600, 700)};
+  long results = 0;
+  g_allocations = 0;
+  for (int e = 0; e < 2; ++e)
+    gst_harness_set_src_caps_str(harness[e], "audio/x-raw,format=S16LE,rate=16000,channels=1,layout=interleaved");
+  for (std::size_t i = 0; i < 600; ++i)
+    for (int e = 0; e < 2; ++e) {
+      GstElement* detector = gst_harness_find_element(harness[e], "nyaudiodetect");
+      GstPad* sink = gst_element_get_static_pad(detector, "sink");
+      GstPad* src = gst_element_get_static_pad(detector, "src");
+      gulong in = 0, out = 0;
+      if (i >= 200) {
+        in = gst_pad_add_probe(sink, GST_PAD_PROBE_TYPE_BUFFER, start_counting, nullptr, nullptr);
+        out = gst_pad_add_probe(src, GST_PAD_PROBE_TYPE_BUFFER, stop_counting, nullptr, nullptr);
+      }
+      EXPECT_EQ(gst_harness_push(harness[e], buffers[e][i]), GST_FLOW_OK);
+      g_counting = false;
+      if (in) gst_pad_remove_probe(sink, in);
+      if (out) gst_pad_remove_probe(src, out);
+      GstBuffer* result = gst_harness_pull(harness[e]);
+      gpointer state = nullptr;
+      while (i >= 200 && gst_buffer_iterate_meta_filtered(result, &state, GST_NYSTREAM_META_API_TYPE)) results++;
+      gst_buffer_unref(result);
+      gst_object_unref(sink);
+      gst_object_unref(src);
+      gst_object_unref(detector);
+    }
+  const long allocations = g_allocations;
+  for (GstHarness* h : harness) gst_harness_teardown(h);
+  std::printf("batched audio: %ld results, %ld allocations\n", results, allocations);
+  EXPECT_GE(results, 400);
+  EXPECT_EQ(allocations, 0);
+}
+
 // The opt-in extras do allocate (what their documentation says), so the test
 // above could see an allocation if one happened.
 TEST(Allocations, CustomMetaAndMessagesAreCounted) {
