@@ -13,9 +13,9 @@
 // or renewed with each landmark (continual), so it does not grow with stream
 // length. Measured: up to 3e-5 on logits of size O(1) over these streams; the
 // bound, 1e-4, is half what the stream-vs-batch-model equivalence tests allow
-// for the same float32 round-off (2e-4). Eigen computes a product of a few
-// columns coefficient by coefficient, in the lone step's order: k = 3 matches
-// bit for bit. The 16-bit kernels accumulate each column in the same order
+// for the same float32 round-off (2e-4). Below 4 tokens the batch takes one
+// matrix-vector product per token, the lone step's: k = 3 matches bit for bit
+// (the test says so). The 16-bit kernels accumulate each column in the same order
 // whatever the batch, so without a stem a 16-bit batch is bit for bit the lone
 // step at every k.
 #include <gtest/gtest.h>
@@ -166,8 +166,8 @@ TEST(StreamBatch, EachStreamAsAloneAtEveryStep) {
       const int steps = 3000;
       const double worst = run_lockstep(test, k, k, steps, all_along(k, steps));
       EXPECT_LT(worst, kLogitTolerance) << test.name << " k=" << k;
-      if (test.config.weight_type != WeightType::kF32 && !test.config.stem.enabled()) {
-        EXPECT_EQ(worst, 0.0) << test.name << " k=" << k;  // same kernel order per column
+      if ((test.config.weight_type != WeightType::kF32 && !test.config.stem.enabled()) || k < 4) {
+        EXPECT_EQ(worst, 0.0) << test.name << " k=" << k;  // the same order of sums
       }
       std::printf("%-28s k=%d: max |logit difference| %.3g over %d steps\n", test.name.c_str(), k,
                   worst, steps);
