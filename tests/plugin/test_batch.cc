@@ -202,8 +202,7 @@ TEST_F(Batch, TimeoutStepsABatchThatDoesNotFill) {
 }
 
 // A flush steps the element's queued token and posts its result (which no
-// buffer of the new segment should carry) on the bus; after the flush the
-// element continues as a fresh stream.
+// buffer of the new segment should carry) on the bus.
 TEST_F(Batch, FlushDeliversPendingResultsToTheBus) {
   const Input input = make_audio(80, 5);
   GstHarness* h = detector("model-instance-id=flush batch-size=4 batch-timeout=60000");
@@ -227,6 +226,30 @@ TEST_F(Batch, FlushDeliversPendingResultsToTheBus) {
   EXPECT_GE(posted, 1);
   EXPECT_EQ(stat(h, "steps"), before.size()) << "every stepped token reported once";
   EXPECT_GE(stat(h, "steps"), steps);
+  gst_element_set_bus(e, nullptr);
+  gst_object_unref(e);
+  gst_object_unref(bus);
+  gst_harness_teardown(h);
+}
+
+// Stopping (READY, NULL) steps the queued token and posts its result.
+TEST_F(Batch, StopDeliversPendingResultsToTheBus) {
+  const Input input = make_audio(40, 6);
+  GstHarness* h = detector("model-instance-id=stop batch-size=4 batch-timeout=60000");
+  GstBus* bus = gst_bus_new();
+  GstElement* e = gst_harness_find_element(h, "nyaudiodetect");
+  gst_element_set_bus(e, bus);
+  Tokens carried;
+  for (GstBuffer* b : input.buffers) push(h, b, &carried);
+  const guint64 tokens = stat(h, "tokens");
+  ASSERT_GT(tokens, carried.size()) << "a token is still queued";
+  gst_element_set_state(e, GST_STATE_NULL);
+  guint64 posted = 0;
+  while (GstMessage* m = gst_bus_pop_filtered(bus, GST_MESSAGE_ELEMENT)) {
+    ++posted;
+    gst_message_unref(m);
+  }
+  EXPECT_EQ(carried.size() + posted, tokens) << "every token's result carried or posted";
   gst_element_set_bus(e, nullptr);
   gst_object_unref(e);
   gst_object_unref(bus);
