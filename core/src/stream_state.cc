@@ -305,6 +305,7 @@ void step_tokens(StreamState::Impl* const* s, const float* const* features, floa
     statuses[i] = StepStatus::kOk;
   }
 }
+
 StreamState::StreamState(std::shared_ptr<const Model> model) : impl_(new Impl(std::move(model))) {}
 StreamState::~StreamState() = default;
 StreamState::StreamState(StreamState&&) noexcept = default;
