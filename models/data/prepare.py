@@ -24,7 +24,7 @@ import sys
 
 import numpy as np
 
-EXTRACTORS = {"audio": ("log-mel", ".wav"), "video": ("video-motion", (".mp4", ".mkv"))}
+EXTRACTORS = {"audio": ("log-mel", ".wav"), "video": ("video-motion", (".mp4", ".mkv", ".webm"))}
 TOKEN_NS = 100_000_000  # both front ends' default token_rate = 10
 TOLERANCE_NS = 1_000_000  # video-motion's timestamp_tolerance_ns
 
