@@ -140,7 +140,7 @@ FORMAT_SIZES = [(160, 120), (320, 240), (400, 300), (640, 480), (800, 600), (960
                 (256, 144), (426, 240), (640, 360), (854, 480), (1280, 720)]
 FORMAT_FPS = [10, 12, 15, 20, 24, 25, 30, 48, 50, 60]
 FORMAT_CODECS = ["H.264", "MJPEG", "VP8"]
-RENDER_MAX_HEIGHT = 480  # larger outputs are rendered at this height and scaled up by ffmpeg
+RENDER_MAX_HEIGHT = 360  # taller outputs are rendered at this height and scaled up by ffmpeg
 
 
 def run(cmd, **kw):
@@ -562,7 +562,9 @@ def make_clip(idx, split, args, roots, sprite_cache, out_dir):
             def bg_frame(i, frames=frames, rate=rate, phase=phase, period=period):
                 j = int(phase + rate * 25.0 * i / fps) % period
                 j = j if j < len(frames) else period - j
-                return frames[j].astype(np.float32) * (1 / 255.0)
+                out = frames[j].astype(np.float32)
+                out *= 1 / 255.0
+                return out
             kind = "video"
             background = {"source": bgsrc, "package": pkg, "path": rel, "kind": kind, "time_s": start,
                           "seconds": seconds, "zoom": zoom, "flip": flip, "rate": rate,
@@ -704,7 +706,7 @@ def make_clip(idx, split, args, roots, sprite_cache, out_dir):
                            stdin=subprocess.PIPE)
     nrng = np.random.default_rng(ss.spawn(1)[0])
     if wide and noise > 0:  # sensor noise: windows of one noise field (a fresh field per frame is slow)
-        field = nrng.normal(0, noise, (H + 64, W + 64, 3)).astype(np.float32)
+        field = (255 * nrng.normal(0, noise, (H + 64, W + 64, 3))).astype(np.float32)
     png_frames = set(args.png_frames)
     for i in range(n):
         canvas = bg.copy() if bg_frame is None else bg_frame(i)
@@ -727,14 +729,20 @@ def make_clip(idx, split, args, roots, sprite_cache, out_dir):
             if alp > 0.003:
                 composite(canvas, a["spr"], x, y, sc, ang, shr, alp, a["flip"])
         ix, iy = int(round(M + shx[i])), int(round(M + shy[i]))
-        frame = canvas[iy:iy + H, ix:ix + W] * (gain[i] * tint)
-        if noise > 0:
-            if wide:
+        if wide:  # the same in float32, in place (np.clip and float64 are slow at 480 lines)
+            frame = canvas[iy:iy + H, ix:ix + W] * (gain[i] * tint * 255).astype(np.float32)
+            if noise > 0:
                 jy, jx = nrng.integers(0, 65, 2)
-                frame = frame + field[jy:jy + H, jx:jx + W]
-            else:
+                frame += field[jy:jy + H, jx:jx + W]
+            frame += 0.5
+            np.maximum(frame, 0, out=frame)
+            np.minimum(frame, 255, out=frame)
+            frame8 = frame.astype(np.uint8)
+        else:
+            frame = canvas[iy:iy + H, ix:ix + W] * (gain[i] * tint)
+            if noise > 0:
                 frame = frame + nrng.normal(0, noise, frame.shape).astype(np.float32)
-        frame8 = (np.clip(frame, 0, 1) * 255 + 0.5).astype(np.uint8)
+            frame8 = (np.clip(frame, 0, 1) * 255 + 0.5).astype(np.uint8)
         enc.stdin.write(frame8.tobytes())
         if i in png_frames and args.png_dir:
             write_png(os.path.join(args.png_dir, "%s_%s_f%04d.png" % (split, name, i)), frame8)
