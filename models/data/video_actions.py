@@ -15,7 +15,14 @@ Sources are fetched with `apt-get download PKG` + `dpkg-deb -x` into a cache
 The train/validation split is by sprite category and by background source, never
 by clip. Media reserved for the hidden evaluation are refused (DENY_* below).
 
-Requires: /usr/bin/python3 with numpy, ffmpeg (with librsvg for SVG stamps).
+Wider clips (issue 18; the defaults give the clips above unchanged): --max-actors N
+(1..3 actors, some idle), --random-format (size 160x120..1280x720, 10..60 fps, H.264 /
+MJPEG / VP8, actor heights 1/20..1/2+ of the frame), --moving-backgrounds P (played
+videos, validation ones held out; panning/zooming stills). Each clip's JSON and
+manifest entry carry `conditions` (nystream_ref.score --manifest: mAP per condition).
+
+Requires: /usr/bin/python3 with numpy, ffmpeg (with librsvg for SVG stamps; libvpx
+for VP8).
 
     /usr/bin/python3 models/data/video_actions.py --out /tmp/va --clips 6 --seed 1
 """
