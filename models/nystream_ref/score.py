@@ -9,8 +9,10 @@ two clips).
 
 --recompute scores the batch model over each window instead of the continual
 state (nystream-infer --recompute): the batch Nystromformer / full transformer.
---manifest MEDIA/manifest.json (audio_mixtures.py's) adds mAP by condition (bed,
-reverb, EQ, the quietest event's SNR), worst first, as a Markdown table.
+--manifest MEDIA/manifest.json adds mAP by condition, worst first, as a Markdown
+table: audio_mixtures.py's (bed, reverb, EQ, the quietest event's SNR) or
+video_actions.py's (each clip's `conditions`: actors, resolution, fps, codec,
+background, held-out video / sprites, camera).
 """
 import argparse
 import concurrent.futures
@@ -50,7 +52,13 @@ def evaluate_clips(results, threshold, hop_seconds):
 
 
 def clip_conditions(entry):
-    """The conditions an audio_mixtures.py clip was made under (its manifest entry)."""
+    """The conditions a clip was made under (its manifest entry): a video_actions.py
+    entry lists them (`conditions`), an audio_mixtures.py one is read from its bed and
+    events."""
+    if entry.get("conditions") is not None:
+        return [name.replace("held_out", "held-out").replace("_", " ") + " " + (("yes" if value else "no") if isinstance(value, bool)
+                                                else str(value))
+                for name, value in entry["conditions"].items()]
     events = entry.get("events", [])
     bed = os.path.splitext(entry["bed"]["kind"])[0]
     eqs = sorted({e["eq"]["eq"] for e in events if (e.get("eq") or {}).get("eq", "none") != "none"})
@@ -66,7 +74,7 @@ def clip_conditions(entry):
 
 def by_condition(bases, results, manifest, threshold, hop_seconds):
     """[(condition, clips, tokens, mAP)], worst first."""
-    entries = {c["name"]: c for c in manifest["clips"]}
+    entries = {c.get("name", c.get("clip")): c for c in manifest["clips"]}  # audio: name, video: clip
     groups = {}
     for base, result in zip(bases, results):
         for condition in clip_conditions(entries[os.path.basename(base)]):
