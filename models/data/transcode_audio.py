@@ -19,9 +19,14 @@ ffmpeg picks the encoder's rate; Opus always decodes at 48 kHz.
 
 Check of every clip: the file is decoded back (ffmpeg, 16 kHz mono, as nystream-features
 does) and compared with the input: `length_diff_ms` (decoded - input) and `offset_ms`,
-the lag (within +-50 ms) that maximises the cross-correlation with the input (> 0: the
-decoded audio comes late). A clip whose length differs by a token (100 ms) or more, or
-whose offset is over 20 ms, is reported (and fails with --strict).
+the lag (within +-200 ms) that maximises the cross-correlation with the input (> 0: the
+decoded audio comes late). A clip whose offset is over 20 ms, that decodes a token (100
+ms) or more shorter, or longer by more than a token plus one AAC frame (1024 samples:
+FFmpeg 5.1 decodes an .m4a's end padding, up to 128 ms at 8 kHz, after the labelled
+tokens, where prepare.py drops it) is reported (and fails with --strict). The codecs'
+start delays (encoder priming, decoder delay) are undone by FFmpeg's decoders (offset 0);
+GStreamer's decodebin (mpg123audiodec) plays MP3 1105 samples late (23 ms at 48 kHz,
+50 ms at 22.05 kHz, 138 ms at 8 kHz): it ignores the LAME header's encoder delay.
 
     /usr/bin/python3 models/data/transcode_audio.py --data MIX --out MIX-tc --seed 1
 """
@@ -46,7 +51,7 @@ LOSSY = {  # codec: (suffix, ffmpeg encoder, option, values)
 }
 LOSSLESS = {"FLAC": (".flac", "flac", None, [None]), "WAV": (".wav", "pcm_s16le", None, [None])}
 CHECK_RATE = 16000
-MAX_LAG = CHECK_RATE // 20  # 50 ms
+MAX_LAG = CHECK_RATE // 5  # 200 ms
 
 
 def choose(rng, lossless_fraction):
@@ -154,7 +159,7 @@ def main(argv=None):
     p.add_argument("--splits", default="train,validation")
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--strict", action="store_true",
-                   help="fail when a clip's length moves by a token or its offset exceeds 20 ms")
+                   help="fail when a clip's length moves by a token or more or its offset exceeds 20 ms")
     args = p.parse_args(argv)
     if os.path.abspath(args.data) == os.path.abspath(args.out):
         p.error("--out must differ from --data")
@@ -170,7 +175,8 @@ def main(argv=None):
     for clip, extra in zip(clips, added):
         clip.update(extra)
         check = extra["transcode"]
-        if abs(check["length_diff_ms"]) >= 100 or abs(check["offset_ms"]) > 20:
+        longest = 100 + (1024 / check["rate"] * 1000 if check["codec"] == "AAC" else 0)
+        if not -100 < check["length_diff_ms"] < longest or abs(check["offset_ms"]) > 20:
             bad.append(f"{clip['name']} {check['codec']}: length {check['length_diff_ms']:+} ms, "
                        f"offset {check['offset_ms']:+} ms")
     manifest["clips"] = clips
