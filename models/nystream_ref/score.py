@@ -72,12 +72,22 @@ def clip_conditions(entry):
     return conditions
 
 
+def entry_conditions(entry):
+    """clip_conditions; an audio_mixtures.py clip that also lists `conditions`
+    (models/data/transcode_audio.py's rate, channels, codec, bitrate) keeps its bed,
+    reverb, EQ and SNR conditions too."""
+    conditions = clip_conditions(entry)
+    if entry.get("conditions") is not None and "bed" in entry:
+        conditions += clip_conditions(dict(entry, conditions=None))
+    return conditions
+
+
 def by_condition(bases, results, manifest, threshold, hop_seconds):
     """[(condition, clips, tokens, mAP)], worst first."""
     entries = {c.get("name", c.get("clip")): c for c in manifest["clips"]}  # audio: name, video: clip
     groups = {}
     for base, result in zip(bases, results):
-        for condition in clip_conditions(entries[os.path.basename(base)]):
+        for condition in entry_conditions(entries[os.path.basename(base)]):
             groups.setdefault(condition, []).append(result)
     rows = [(name, len(group), sum(len(r[1]) for r in group),
              evaluate_clips(group, threshold, hop_seconds)["mAP"]) for name, group in groups.items()]
