@@ -24,12 +24,12 @@ import sys
 
 import numpy as np
 
-EXTRACTORS = {"audio": ("log-mel", ".wav"), "video": ("video-motion", (".mp4", ".mkv", ".webm"))}
+# The front end and the media suffixes of each modality: the generators' outputs and
+# transcode_audio.py's (nystream-features decodes any file FFmpeg reads).
+EXTRACTORS = {"audio": ("log-mel", (".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a")),
+              "video": ("video-motion", (".mp4", ".mkv", ".webm"))}
 TOKEN_NS = 100_000_000  # both front ends' default token_rate = 10
 TOLERANCE_NS = 1_000_000  # video-motion's timestamp_tolerance_ns
-# Audio media prepare.py reads: WAV, and the codecs of transcode_audio.py (nystream-features
-# decodes any file FFmpeg reads, at any rate and channel count).
-AUDIO_MEDIA = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a")
 
 
 def read_csv(path):
@@ -75,7 +75,7 @@ def prepare_clip(media, modality, features_exe, params, model, out_dir):
 
 
 def clips(directory, modality):
-    suffixes = AUDIO_MEDIA if modality == "audio" else EXTRACTORS[modality][1]
+    suffixes = EXTRACTORS[modality][1]
     return sorted(os.path.join(directory, f) for f in os.listdir(directory)
                   if f.endswith(suffixes) and f.startswith("clip_"))
 

@@ -52,33 +52,24 @@ def evaluate_clips(results, threshold, hop_seconds):
 
 
 def clip_conditions(entry):
-    """The conditions a clip was made under (its manifest entry): a video_actions.py
-    entry lists them (`conditions`), an audio_mixtures.py one is read from its bed and
-    events."""
-    if entry.get("conditions") is not None:
-        return [name.replace("held_out", "held-out").replace("_", " ") + " " + (("yes" if value else "no") if isinstance(value, bool)
-                                                else str(value))
-                for name, value in entry["conditions"].items()]
+    """The conditions a clip was made under (its manifest entry): the `conditions` it
+    lists (video_actions.py's; transcode_audio.py's rate, channels, codec, bitrate),
+    and for an audio_mixtures.py clip its bed, reverb, EQ and quietest event's SNR."""
+    conditions = [name.replace("held_out", "held-out").replace("_", " ") + " "
+                  + (("yes" if value else "no") if isinstance(value, bool) else str(value))
+                  for name, value in (entry.get("conditions") or {}).items()]
+    if "bed" not in entry:
+        return conditions
     events = entry.get("events", [])
     bed = os.path.splitext(entry["bed"]["kind"])[0]
     eqs = sorted({e["eq"]["eq"] for e in events if (e.get("eq") or {}).get("eq", "none") != "none"})
     snrs = [e["snr_db"] for e in events if e.get("snr_db") is not None]
-    conditions = [f"bed {bed}", "reverb" if any((e.get("reverb") or {}).get("rt60") for e in events)
-                  else "dry"] + ([f"EQ {eq}" for eq in eqs] or ["no EQ"])
+    conditions += [f"bed {bed}", "reverb" if any((e.get("reverb") or {}).get("rt60") for e in events)
+                   else "dry"] + ([f"EQ {eq}" for eq in eqs] or ["no EQ"])
     if snrs:
         low = min(snrs)
         conditions.append("quietest event SNR " + ("< 5 dB" if low < 5 else
                                                    "5-15 dB" if low < 15 else ">= 15 dB"))
-    return conditions
-
-
-def entry_conditions(entry):
-    """clip_conditions; an audio_mixtures.py clip that also lists `conditions`
-    (models/data/transcode_audio.py's rate, channels, codec, bitrate) keeps its bed,
-    reverb, EQ and SNR conditions too."""
-    conditions = clip_conditions(entry)
-    if entry.get("conditions") is not None and "bed" in entry:
-        conditions += clip_conditions(dict(entry, conditions=None))
     return conditions
 
 
@@ -87,7 +78,7 @@ def by_condition(bases, results, manifest, threshold, hop_seconds):
     entries = {c.get("name", c.get("clip")): c for c in manifest["clips"]}  # audio: name, video: clip
     groups = {}
     for base, result in zip(bases, results):
-        for condition in entry_conditions(entries[os.path.basename(base)]):
+        for condition in clip_conditions(entries[os.path.basename(base)]):
             groups.setdefault(condition, []).append(result)
     rows = [(name, len(group), sum(len(r[1]) for r in group),
              evaluate_clips(group, threshold, hop_seconds)["mAP"]) for name, group in groups.items()]
