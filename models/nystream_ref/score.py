@@ -74,14 +74,19 @@ def clip_conditions(entry):
 
 
 def by_condition(bases, results, manifest, threshold, hop_seconds):
-    """[(condition, clips, tokens, mAP)], worst first."""
+    """[(condition, clips, tokens, mAP, classes)], worst first; classes: how many
+    classes have positives in the group (the mAP's mean is over those: a group of
+    clips where no one acts has `none` only)."""
     entries = {c.get("name", c.get("clip")): c for c in manifest["clips"]}  # audio: name, video: clip
     groups = {}
     for base, result in zip(bases, results):
         for condition in clip_conditions(entries[os.path.basename(base)]):
             groups.setdefault(condition, []).append(result)
-    rows = [(name, len(group), sum(len(r[1]) for r in group),
-             evaluate_clips(group, threshold, hop_seconds)["mAP"]) for name, group in groups.items()]
+    rows = []
+    for name, group in groups.items():
+        report = evaluate_clips(group, threshold, hop_seconds)
+        rows.append((name, len(group), sum(len(r[1]) for r in group), report["mAP"],
+                     sum(c["ap"] is not None for c in report["per_class"].values())))
     return sorted(rows, key=lambda row: row[3])
 
 
@@ -123,9 +128,9 @@ def main(argv=None):
     print(f"{report['model']} ({report['engine']}), {report['clips']} clips")
     print(evaluate.format_report(report))
     if manifest:
-        print("\n| condition | clips | tokens | mAP |\n|---|---|---|---|")
-        for name, clips, tokens, m in report["by_condition"]:
-            print(f"| {name} | {clips} | {tokens} | {m:.3f} |")
+        print("\n| condition | clips | tokens | classes | mAP |\n|---|---|---|---|---|")
+        for name, clips, tokens, m, classes in report["by_condition"]:
+            print(f"| {name} | {clips} | {tokens} | {classes} | {m:.3f} |")
     if args.output:
         with open(args.output, "w") as f:
             json.dump(report, f, indent=2)
