@@ -124,6 +124,24 @@ video() {
   wait
 }
 
+# The cards' robustness reports (issue 18): the shipped models on held-out sources
+# in the formats users feed them (video: 1-3 actors, moving backgrounds, random size,
+# frame rate and codec; audio: random rate, channels and codec), mAP by condition.
+robustness() {
+  make_data robustness/video-media video_actions.py --clips 96 --val-fraction 1 \
+    --max-actors 3 --random-format --seed 10
+  make_data robustness/audio-wav audio_mixtures.py --clips 120 --val-clip-fraction 1 --seed 21
+  [ -f "$work/robustness/audio-media/manifest.json" ] || $python models/data/transcode_audio.py \
+    --data "$work/robustness/audio-wav" --out "$work/robustness/audio-media" --seed 21
+  for set in video-media:video-actions audio-wav:audio-events audio-media:audio-events; do
+    media=$work/robustness/${set%%:*} model=models/${set##*:}.safetensors
+    $python models/data/prepare.py --data "$media" --modality "${set%%-*}" --features "$features" \
+      --model "$model" --splits validation --out "$media-features"
+    (cd models && $python -m nystream_ref.score --model "../$model" --data "$media-features/validation" \
+      --infer "$infer" --manifest "$media/manifest.json" --output "$media.score.json") > "$media.score.md"
+  done
+}
+
 # The shipped variant of each model (the model cards say why).
 ship() {  # modality variant file
   cp "$work/$1/runs/$2.safetensors" "models/$3.safetensors"
@@ -135,6 +153,7 @@ case $which in
   all) audio; video; bench_runs audio; bench_runs video
        ship audio "${SHIP_AUDIO:-stacked2-fixed}" audio-events
        ship video "${SHIP_VIDEO:-nystrom-fixed}" video-actions ;;
-  *) echo "usage: models/train_models.sh WORK [audio|video|all]" >&2; exit 2 ;;
+  robustness) robustness; exit ;;
+  *) echo "usage: models/train_models.sh WORK [audio|video|all|robustness]" >&2; exit 2 ;;
 esac
 (cd models && $python -m nystream_ref.card --runs "$work")

@@ -24,7 +24,10 @@ import sys
 
 import numpy as np
 
-EXTRACTORS = {"audio": ("log-mel", ".wav"), "video": ("video-motion", (".mp4", ".mkv"))}
+# The front end and the media suffixes of each modality: the generators' outputs and
+# transcode_audio.py's (nystream-features decodes any file FFmpeg reads).
+EXTRACTORS = {"audio": ("log-mel", (".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a")),
+              "video": ("video-motion", (".mp4", ".mkv", ".webm"))}
 TOKEN_NS = 100_000_000  # both front ends' default token_rate = 10
 TOLERANCE_NS = 1_000_000  # video-motion's timestamp_tolerance_ns
 

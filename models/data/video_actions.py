@@ -15,7 +15,14 @@ Sources are fetched with `apt-get download PKG` + `dpkg-deb -x` into a cache
 The train/validation split is by sprite category and by background source, never
 by clip. Media reserved for the hidden evaluation are refused (DENY_* below).
 
-Requires: /usr/bin/python3 with numpy, ffmpeg (with librsvg for SVG stamps).
+Wider clips (issue 18; the defaults give the clips above unchanged): --max-actors N
+(1..3 actors, some idle), --random-format (size 160x120..1280x720, 10..60 fps, H.264 /
+MJPEG / VP8, actor heights 1/20..1/2+ of the frame), --moving-backgrounds P (played
+videos, validation ones held out; panning/zooming stills). Each clip's JSON and
+manifest entry carry `conditions` (nystream_ref.score --manifest: mAP per condition).
+
+Requires: /usr/bin/python3 with numpy, ffmpeg (with librsvg for SVG stamps; libvpx
+for VP8).
 
     /usr/bin/python3 models/data/video_actions.py --out /tmp/va --clips 6 --seed 1
 """
@@ -118,16 +125,40 @@ SPLITS = {
 }
 PACKAGES = {"tuxpaint-stamps-default": "stamps", "opencv-doc": "ocv"}
 
+# Moving backgrounds (--moving-backgrounds): videos played behind the actors, by source,
+# as (package, path). Split by source: every validation video is one that no training
+# clip uses. Videos with unlabelled people walking (vtest.avi, mecavideo's g1/g2 cyclists)
+# are not played; Megamind_bugy.avi (Megamind.avi's content) is not used at all.
+MECA = "usr/share/pymecavideo/data/video/"
+VIDEO_SOURCES = {
+    "mecavideo_lab": [("python3-mecavideo", MECA + f) for f in
+                      ["Force_constante.avi", "Principe_inertie.avi", "Effet_force_magnetique.ogv",
+                       "balle1-vp9.avi", "retroMars2018.avi"]],
+    "ocv_megamind": [("opencv-doc", OCV + "Megamind.avi")],
+    "mecavideo_classroom": [("python3-mecavideo", MECA + "balle-jbart.mp4")],
+}
+SPLIT_VIDEOS = {"train": ["mecavideo_lab"], "validation": ["ocv_megamind", "mecavideo_classroom"]}
+# Panning/zooming stills use the split's still sources.
+SPLIT_STILLS = {"train": ["ocv_scenes_a"], "validation": ["ocv_scenes_b"]}
+EXTRA_PACKAGES = {"python3-mecavideo": "mecavideo"}  # fetched only when videos are played
+
+# --random-format: output sizes (4:3 and 16:9), frame rates and codecs drawn per clip.
+FORMAT_SIZES = [(160, 120), (320, 240), (400, 300), (640, 480), (800, 600), (960, 720),
+                (256, 144), (426, 240), (640, 360), (854, 480), (1280, 720)]
+FORMAT_FPS = [10, 12, 15, 20, 24, 25, 30, 48, 50, 60]
+FORMAT_CODECS = ["H.264", "MJPEG", "VP8"]
+RENDER_MAX_HEIGHT = 360  # taller outputs are rendered at this height and scaled up by ffmpeg
+
 
 def run(cmd, **kw):
     return subprocess.run(cmd, check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
 
 
-def fetch_packages(cache):
+def fetch_packages(cache, packages=PACKAGES):
     """apt-get download + dpkg-deb -x each package once; returns {pkg: (root, deb name)}."""
-    os.makedirs(cache, exist_ok=True)
+    os.makedirs(os.path.join(cache, "x"), exist_ok=True)
     roots = {}
-    for pkg in PACKAGES:
+    for pkg in packages:
         check_package(pkg)
         debs = sorted(f for f in os.listdir(cache) if f.startswith(pkg + "_") and f.endswith(".deb"))
         if not debs:
@@ -297,9 +328,10 @@ def smooth_noise(rng, n, fps, hz, amp):
     return amp * out / 2.0
 
 
-def actor_timeline(rng, n, fps, W, H, base_h, lane, m=0):
+def actor_timeline(rng, n, fps, W, H, base_h, lane, m=0, idle=False):
     """Returns per-frame arrays (x, y, scale, angle, shear, alpha) and a labels matrix
-    (n x len(CLASSES)) for one actor, plus the list of events."""
+    (n x len(CLASSES)) for one actor, plus the list of events. An idle actor stands
+    the whole clip (breathing, a slow slight weight shift): never a labelled action."""
     x = np.zeros(n); y = np.zeros(n); sc = np.zeros(n); ang = np.zeros(n)
     shr = np.zeros(n); alp = np.zeros(n); lab = np.zeros((n, len(CLASSES)), np.uint8)
     events = []
@@ -317,6 +349,14 @@ def actor_timeline(rng, n, fps, W, H, base_h, lane, m=0):
         return cx, float(ground(s)), s
 
     cx, gy, s = spawn()
+    if idle:
+        t = np.arange(n) / fps
+        x[:] = cx; y[:] = gy; alp[:] = 1.0
+        sc[:] = s * (1 + 0.006 * np.sin(2 * np.pi * rng.uniform(0.2, 0.5) * t))
+        ang[:] = np.radians(rng.uniform(0.3, 1.5)) * np.sin(2 * np.pi * rng.uniform(0.05, 0.2) * t
+                                                             + rng.uniform(0, 2 * np.pi))
+        return (x, y, sc, ang, shr, alp), lab, [{"action": "idle", "start_frame": 0, "end_frame": n,
+                                                 "params": {}}]
     f = int(rng.integers(0, int(1.5 * fps)))  # start standing still for a moment
     x[:] = cx; y[:] = gy; sc[:] = s; alp[:] = 1.0
     fade_in = rng.random() < 0.3
@@ -449,11 +489,56 @@ def actor_timeline(rng, n, fps, W, H, base_h, lane, m=0):
 
 
 # ---------------------------------------------------------------------------
+def resolution_band(h):
+    return "<=240p" if h <= 240 else "360p" if h <= 400 else "480p" if h <= 600 else ">=720p"
+
+
+def fps_band(fps):
+    return "<=15 fps" if fps <= 15 else "16-30 fps" if fps <= 30 else ">30 fps"
+
+
+def load_video_frames(path, w, h, ox, oy, cw, ch, flip, start, seconds, fps=25):
+    """Frames of a video from `start` for up to `seconds`, resampled to `fps`, scaled to
+    cover w x h and cropped to cw x ch at (ox, oy): uint8 [k, ch, cw, 3]."""
+    check_path(path)
+    vf = "fps=%d,scale=%d:%d:force_original_aspect_ratio=increase,crop=%d:%d:%d:%d" % (
+        fps, w, h, cw, ch, ox, oy) + (",hflip" if flip else "")
+    out = run(["ffmpeg", "-v", "error", "-i", path, "-ss", "%.3f" % start, "-t", "%.3f" % seconds,
+               "-vf", vf, "-an", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]).stdout
+    k = len(out) // (cw * ch * 3)
+    if k == 0:
+        raise RuntimeError("no frames from " + path)
+    return np.frombuffer(out, np.uint8)[:k * cw * ch * 3].reshape(k, ch, cw, 3)
+
+
+def resample_box(img, ys, xs):
+    """Bilinear samples of img at the grid ys x xs (axis-aligned, separable)."""
+    h, w = img.shape[:2]
+    y0 = np.clip(np.floor(ys).astype(np.int64), 0, h - 2)
+    fy = np.clip(ys - y0, 0, 1).astype(np.float32)[:, None, None]
+    rows = img[y0] * (1 - fy) + img[y0 + 1] * fy
+    x0 = np.clip(np.floor(xs).astype(np.int64), 0, w - 2)
+    fx = np.clip(xs - x0, 0, 1).astype(np.float32)[None, :, None]
+    return rows[:, x0] * (1 - fx) + rows[:, x0 + 1] * fx
+
+
 def make_clip(idx, split, args, roots, sprite_cache, out_dir):
     ss = np.random.SeedSequence([args.seed, idx])
     rng = np.random.default_rng(ss)
+    wide = args.max_actors is not None or args.random_format or args.moving_backgrounds > 0
     W, H = args.width, args.height
     fps = int(rng.choice(args.fps))
+    codec_name = {"mp4": "H.264", "mkv": "MJPEG"}[args.container]
+    quality = None
+    if args.random_format:  # its own stream: the scene draws below stay as they are
+        frng = np.random.default_rng(np.random.SeedSequence([args.seed, idx, 1]))
+        W, H = FORMAT_SIZES[int(frng.integers(len(FORMAT_SIZES)))]
+        fps = int(frng.choice(FORMAT_FPS))
+        codec_name = str(frng.choice(FORMAT_CODECS))
+        quality = float(frng.uniform(0, 1))  # 0 = the codec's best of the range, 1 = its worst
+    OW, OH = W, H  # the file's size; the scene is rendered at W x H and scaled to it
+    if H > RENDER_MAX_HEIGHT:
+        W, H = int(round(W * RENDER_MAX_HEIGHT / H / 2)) * 2, RENDER_MAX_HEIGHT
     n = int(round(rng.uniform(args.min_seconds, args.max_seconds) * fps))
     M = max(8, W // 40)  # canvas margin for camera shake
     CW, CH = W + 2 * M, H + 2 * M
@@ -463,22 +548,75 @@ def make_clip(idx, split, args, roots, sprite_cache, out_dir):
         return check_path(os.path.join(roots[pkg][0], rel))
 
     # background
-    bgsrc = str(rng.choice(sp["backgrounds"]))
-    kind, rel = BACKGROUND_SOURCES[bgsrc][int(rng.integers(len(BACKGROUND_SOURCES[bgsrc])))]
-    path = src("opencv-doc", rel)
-    t0 = None
-    if kind == "video":
-        t0 = float(rng.uniform(0, max(0.0, video_duration(path) - 0.5)))
-    zoom = rng.uniform(1.0, 1.4)
-    bw, bh = int(CW * zoom), int(CH * zoom)
-    bg = load_rgb_frame(path, bw, bh, t0)
-    ox, oy = int(rng.integers(0, bw - CW + 1)), int(rng.integers(0, bh - CH + 1))
-    bg = bg[oy:oy + CH, ox:ox + CW]
-    if rng.random() < 0.5:
-        bg = bg[:, ::-1]
-    bg = np.ascontiguousarray(bg)
-    background = {"source": bgsrc, "package": "opencv-doc", "path": rel, "kind": kind,
-                  "time_s": t0, "zoom": zoom}
+    bg_frame = None  # a moving background: frame index -> float32 canvas
+    if args.moving_backgrounds > 0 and rng.random() < args.moving_backgrounds:
+        flip = bool(rng.random() < 0.5)
+        if rng.random() < args.video_share:  # a packaged video, played (ping-pong looped)
+            bgsrc = str(rng.choice(SPLIT_VIDEOS[split]))
+            pkg, rel = VIDEO_SOURCES[bgsrc][int(rng.integers(len(VIDEO_SOURCES[bgsrc])))]
+            path = src(pkg, rel)
+            dur = video_duration(path)
+            zoom = rng.uniform(1.0, 1.2)
+            bw, bh = int(CW * zoom), int(CH * zoom)
+            ox, oy = int(rng.integers(0, bw - CW + 1)), int(rng.integers(0, bh - CH + 1))
+            seconds = min(dur, 5.0)
+            start = float(rng.uniform(0, max(0.0, dur - seconds)))
+            frames = load_video_frames(path, bw, bh, ox, oy, CW, CH, flip, start, seconds)
+            rate = float(rng.uniform(0.7, 1.3))
+            phase = float(rng.uniform(0, len(frames)))
+            period = max(1, 2 * len(frames) - 2)
+
+            def bg_frame(i, frames=frames, rate=rate, phase=phase, period=period):
+                j = int(phase + rate * 25.0 * i / fps) % period
+                j = j if j < len(frames) else period - j
+                out = frames[j].astype(np.float32)
+                out *= 1 / 255.0
+                return out
+            kind = "video"
+            background = {"source": bgsrc, "package": pkg, "path": rel, "kind": kind, "time_s": start,
+                          "seconds": seconds, "zoom": zoom, "flip": flip, "rate": rate,
+                          "held_out": split == "validation"}
+        else:  # a still, panned and zoomed
+            bgsrc = str(rng.choice(SPLIT_STILLS[split]))
+            _, rel = BACKGROUND_SOURCES[bgsrc][int(rng.integers(len(BACKGROUND_SOURCES[bgsrc])))]
+            path = src("opencv-doc", rel)
+            zoom = rng.uniform(1.3, 1.8)
+            bw, bh = int(CW * zoom), int(CH * zoom)
+            img = load_rgb_frame(path, bw, bh)
+            if flip:
+                img = np.ascontiguousarray(img[:, ::-1])
+            z0, z1 = 1.0 + rng.uniform(0, 0.3, 2)
+            p0, p1 = rng.uniform(0, 1, 2), rng.uniform(0, 1, 2)
+
+            def bg_frame(i, img=img, z0=z0, z1=z1, p0=p0, p1=p1, bw=bw, bh=bh):
+                u = i / max(1, n - 1)
+                u = u * u * (3 - 2 * u)  # ease in and out
+                z = z0 + (z1 - z0) * u
+                p = p0 + (p1 - p0) * u
+                px, py = (bw - CW / z) * p[0], (bh - CH / z) * p[1]
+                return resample_box(img, py + (np.arange(CH) + 0.5) / z - 0.5,
+                                    px + (np.arange(CW) + 0.5) / z - 0.5)
+            kind = "panning still"
+            background = {"source": bgsrc, "package": "opencv-doc", "path": rel, "kind": kind,
+                          "zoom": zoom, "flip": flip, "window_zoom": [float(z0), float(z1)],
+                          "pan_from": p0.tolist(), "pan_to": p1.tolist()}
+    else:
+        bgsrc = str(rng.choice(sp["backgrounds"]))
+        kind, rel = BACKGROUND_SOURCES[bgsrc][int(rng.integers(len(BACKGROUND_SOURCES[bgsrc])))]
+        path = src("opencv-doc", rel)
+        t0 = None
+        if kind == "video":
+            t0 = float(rng.uniform(0, max(0.0, video_duration(path) - 0.5)))
+        zoom = rng.uniform(1.0, 1.4)
+        bw, bh = int(CW * zoom), int(CH * zoom)
+        bg = load_rgb_frame(path, bw, bh, t0)
+        ox, oy = int(rng.integers(0, bw - CW + 1)), int(rng.integers(0, bh - CH + 1))
+        bg = bg[oy:oy + CH, ox:ox + CW]
+        if rng.random() < 0.5:
+            bg = bg[:, ::-1]
+        bg = np.ascontiguousarray(bg)
+        background = {"source": bgsrc, "package": "opencv-doc", "path": rel, "kind": kind,
+                      "time_s": t0, "zoom": zoom}
 
     def sprite(cats, base_h, max_w=None):
         cat = str(rng.choice(cats))
@@ -494,18 +632,32 @@ def make_clip(idx, split, args, roots, sprite_cache, out_dir):
         return [r for r in d[cat] if os.path.exists(os.path.join(roots["tuxpaint-stamps-default"][0], STAMPS + r))]
 
     # actors
-    n_act = 1 if rng.random() < 0.55 else 2
-    base_h = int(round(H * rng.uniform(0.36, 0.55)))
-    lanes = [(0.15, 0.85)] if n_act == 1 else [(0.1, 0.45), (0.55, 0.9)]
+    if args.max_actors is None:
+        n_act = 1 if rng.random() < 0.55 else 2
+    else:
+        n_act = int(rng.integers(1, args.max_actors + 1))
+    if args.random_format:  # heights from about a twentieth to over half the frame
+        base_h = max(6, int(round(H * np.exp(rng.uniform(np.log(0.075), np.log(0.6))))))
+    else:
+        base_h = int(round(H * rng.uniform(0.36, 0.55)))
+    lanes = {1: [(0.15, 0.85)], 2: [(0.1, 0.45), (0.55, 0.9)],
+             3: [(0.08, 0.34), (0.37, 0.63), (0.66, 0.92)]}[n_act]
     actors = []
     labels = np.zeros((n, len(CLASSES)), np.uint8)
     for a in range(n_act):
-        cat, rel, spr = sprite(sp["actors"], base_h)
-        st, lab, ev = actor_timeline(rng, n, fps, W, H, base_h, lanes[a], M)
+        idle, h_a = False, base_h
+        if args.max_actors is not None:
+            idle = bool(rng.random() < (args.idle_fraction if n_act > 1 else args.idle_fraction / 3))
+            if n_act > 1:  # actors of one clip differ in size a little
+                h_a = max(6, int(round(base_h * rng.uniform(0.75, 1.3))))
+        cat, rel, spr = sprite(sp["actors"], h_a)
+        st, lab, ev = actor_timeline(rng, n, fps, W, H, h_a, lanes[a], M, idle)
         flip = bool(rng.random() < 0.5)
-        actors.append({"spr": spr, "st": st, "flip": flip,
-                       "meta": {"category": cat, "package": "tuxpaint-stamps-default", "path": STAMPS + rel,
-                                "flip": flip, "events": ev}})
+        meta_a = {"category": cat, "package": "tuxpaint-stamps-default", "path": STAMPS + rel,
+                  "flip": flip, "events": ev}
+        if args.max_actors is not None:
+            meta_a |= {"idle": idle, "height_px": h_a}
+        actors.append({"spr": spr, "st": st, "flip": flip, "meta": meta_a})
         labels |= lab
     labels[:, CLS["none"]] = (labels[:, 1:].sum(1) == 0)
 
@@ -536,19 +688,35 @@ def make_clip(idx, split, args, roots, sprite_cache, out_dir):
     name = "clip_%05d" % idx
     vdir = os.path.join(out_dir, split)
     os.makedirs(vdir, exist_ok=True)
-    vpath = os.path.join(vdir, name + "." + args.container)
-    if args.container == "mp4":
-        codec = ["-c:v", "libx264", "-preset", "veryfast", "-crf", str(args.crf), "-pix_fmt", "yuv420p",
+    if codec_name == "H.264":
+        ext = "mp4"
+        crf = args.crf if quality is None else int(round(18 + 14 * quality))
+        codec = ["-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p",
                  "-threads", "1", "-movflags", "+faststart"]
-    else:
-        codec = ["-c:v", "mjpeg", "-q:v", "3", "-pix_fmt", "yuvj420p"]
+        encoding = {"codec": codec_name, "crf": crf}
+    elif codec_name == "MJPEG":
+        ext = "mkv"
+        q = 3 if quality is None else int(round(2 + 10 * quality))
+        codec = ["-c:v", "mjpeg", "-q:v", str(q), "-pix_fmt", "yuvj420p"]
+        encoding = {"codec": codec_name, "q": q}
+    else:  # VP8 in WebM: constrained quality, the fastest realtime settings
+        ext = "webm"
+        crf = int(round(8 + 32 * quality))
+        kbps = max(100, int(OW * OH * fps * 0.08 / 1000))
+        codec = ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-crf", str(crf),
+                 "-b:v", "%dk" % kbps, "-pix_fmt", "yuv420p", "-threads", "1"]
+        encoding = {"codec": codec_name, "crf": crf, "kbps": kbps}
+    scale = [] if (OW, OH) == (W, H) else ["-vf", "scale=%d:%d:flags=bicubic" % (OW, OH)]
+    vpath = os.path.join(vdir, name + "." + ext)
     enc = subprocess.Popen(["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
-                            "-s", "%dx%d" % (W, H), "-r", str(fps), "-i", "-"] + codec + [vpath],
+                            "-s", "%dx%d" % (W, H), "-r", str(fps), "-i", "-"] + scale + codec + [vpath],
                            stdin=subprocess.PIPE)
     nrng = np.random.default_rng(ss.spawn(1)[0])
+    if wide and noise > 0:  # sensor noise: windows of one noise field (a fresh field per frame is slow)
+        field = (255 * nrng.normal(0, noise, (H + 64, W + 64, 3))).astype(np.float32)
     png_frames = set(args.png_frames)
     for i in range(n):
-        canvas = bg.copy()
+        canvas = bg.copy() if bg_frame is None else bg_frame(i)
         for d in dists:
             t = i / fps
             ang, bob, al = 0.0, 0.0, 1.0
@@ -568,10 +736,20 @@ def make_clip(idx, split, args, roots, sprite_cache, out_dir):
             if alp > 0.003:
                 composite(canvas, a["spr"], x, y, sc, ang, shr, alp, a["flip"])
         ix, iy = int(round(M + shx[i])), int(round(M + shy[i]))
-        frame = canvas[iy:iy + H, ix:ix + W] * (gain[i] * tint)
-        if noise > 0:
-            frame = frame + nrng.normal(0, noise, frame.shape).astype(np.float32)
-        frame8 = (np.clip(frame, 0, 1) * 255 + 0.5).astype(np.uint8)
+        if wide:  # the same in float32, in place (np.clip and float64 are slow at 480 lines)
+            frame = canvas[iy:iy + H, ix:ix + W] * (gain[i] * tint * 255).astype(np.float32)
+            if noise > 0:
+                jy, jx = nrng.integers(0, 65, 2)
+                frame += field[jy:jy + H, jx:jx + W]
+            frame += 0.5
+            np.maximum(frame, 0, out=frame)
+            np.minimum(frame, 255, out=frame)
+            frame8 = frame.astype(np.uint8)
+        else:
+            frame = canvas[iy:iy + H, ix:ix + W] * (gain[i] * tint)
+            if noise > 0:
+                frame = frame + nrng.normal(0, noise, frame.shape).astype(np.float32)
+            frame8 = (np.clip(frame, 0, 1) * 255 + 0.5).astype(np.uint8)
         enc.stdin.write(frame8.tobytes())
         if i in png_frames and args.png_dir:
             write_png(os.path.join(args.png_dir, "%s_%s_f%04d.png" % (split, name, i)), frame8)
@@ -585,12 +763,22 @@ def make_clip(idx, split, args, roots, sprite_cache, out_dir):
         for i in range(n):
             pts = (i * 1000000000) // fps
             fh.write("%d,%d,%s\n" % (i, pts, ",".join(str(int(v)) for v in labels[i])))
+    conditions = {
+        "actors": n_act, "active_actors": sum(1 for a in actors if not a["meta"].get("idle")),
+        "resolution": resolution_band(OH), "fps": fps_band(fps), "codec": codec_name,
+        "background": "still" if bg_frame is None else kind,
+        "held_out_video": bool(bg_frame is not None and kind == "video" and split == "validation"),
+        "held_out_sprites": split == "validation",  # validation actor categories are never trained on
+        "camera": "shake" if shake_amp > 0 else "steady"}
     meta = {"clip": name, "split": split, "video": os.path.relpath(vpath, out_dir),
             "labels": os.path.relpath(cpath, out_dir), "seed": [args.seed, idx], "fps": fps, "frames": n,
-            "width": W, "height": H, "classes": CLASSES, "background": background,
+            "width": OW, "height": OH, "classes": CLASSES, "background": background,
             "actors": [a["meta"] for a in actors], "distractors": [d["meta"] for d in dists],
             "camera_lighting": light,
-            "frames_per_class": {c: int(labels[:, j].sum()) for j, c in enumerate(CLASSES)}}
+            "frames_per_class": {c: int(labels[:, j].sum()) for j, c in enumerate(CLASSES)},
+            "conditions": conditions}
+    if wide:
+        meta |= {"encoding": encoding, "render_size": [W, H]}
     with open(os.path.join(vdir, name + ".json"), "w") as fh:
         json.dump(meta, fh, indent=1)
     return meta
@@ -623,13 +811,32 @@ def main():
                     help="mp4 (libx264) if ffmpeg has libx264, else mkv (mjpeg)")
     ap.add_argument("--png-dir", default=None, help="also write some frames as PNG here (for checking)")
     ap.add_argument("--png-frames", type=int, nargs="*", default=[0, 60, 120, 180])
+    ap.add_argument("--max-actors", type=int, choices=[1, 2, 3], default=None,
+                    help="1..N actors per clip, some idle (default: today's 1-2 actors, none idle)")
+    ap.add_argument("--idle-fraction", type=float, default=0.3,
+                    help="with --max-actors: chance that an actor of a 2-3 actor clip stands idle "
+                         "(a third of it for a lone actor)")
+    ap.add_argument("--random-format", action="store_true",
+                    help="per clip a random size (160x120 .. 1280x720, 4:3 and 16:9), frame rate "
+                         "(10 .. 60 fps), codec (H.264 .mp4, MJPEG .mkv, VP8 .webm) and quality, and "
+                         "actor heights from about 1/20 to over 1/2 of the frame")
+    ap.add_argument("--moving-backgrounds", type=float, default=None,
+                    help="share of clips with a moving background: a packaged video played (validation: "
+                         "videos no training clip uses) or a panning/zooming still (default 0.6 with "
+                         "--max-actors or --random-format, else 0)")
+    ap.add_argument("--video-share", type=float, default=0.5,
+                    help="share of the moving backgrounds that are videos (the rest: panning stills)")
     args = ap.parse_args()
+    if args.moving_backgrounds is None:
+        args.moving_backgrounds = 0.6 if (args.max_actors is not None or args.random_format) else 0.0
     if args.container is None:
         encs = run(["ffmpeg", "-hide_banner", "-encoders"]).stdout.decode()
         args.container = "mp4" if " libx264 " in encs else "mkv"
 
     t_start = time.time()
     roots = fetch_packages(args.cache)
+    if args.moving_backgrounds > 0:
+        roots |= fetch_packages(args.cache, EXTRA_PACKAGES)
     os.makedirs(args.out, exist_ok=True)
     split_rng = np.random.default_rng(np.random.SeedSequence([args.seed, 0xC0FFEE]))
     n_val = int(round(args.clips * args.val_fraction))
@@ -648,7 +855,8 @@ def main():
             meta = make_clip(i, split, args, roots, sprite_cache, args.out)
         clips.append({k: meta[k] for k in ("clip", "split", "video", "labels", "fps", "frames")}
                      | {"background": meta["background"]["path"],
-                        "actors": [a["path"] for a in meta["actors"]]})
+                        "actors": [a["path"] for a in meta["actors"]],
+                        "conditions": meta.get("conditions")})
         print("%s %-10s %3d frames @%d fps  %.1fs" % (meta["clip"], split, meta["frames"], meta["fps"],
                                                         time.time() - t), file=sys.stderr)
     totals = {s: {c: 0 for c in CLASSES} for s in SPLITS}
@@ -666,6 +874,9 @@ def main():
         "classes": CLASSES,
         "packages": {p: roots[p][1] for p in roots},
         "split_rule": "by sprite category and background source (never by clip)",
+        "moving_background_sources": ({s: {"videos": {v: [p for _, p in VIDEO_SOURCES[v]] for v in SPLIT_VIDEOS[s]},
+                                           "panning_stills": SPLIT_STILLS[s]} for s in SPLITS}
+                                      if args.moving_backgrounds > 0 else None),
         "splits": {s: {"actor_categories": {c: ACTOR_CATEGORIES[c] for c in d["actors"]},
                        "distractor_categories": {c: DISTRACTOR_CATEGORIES[c] for c in d["distractors"]},
                        "background_sources": {b: [p for _, p in BACKGROUND_SOURCES[b]] for b in d["backgrounds"]}}
@@ -673,11 +884,21 @@ def main():
         "denied": {"packages": sorted(DENY_PACKAGES), "package_prefixes": list(DENY_PACKAGE_PREFIXES),
                    "files": sorted(DENY_BASENAMES), "stamp_folders": sorted(DENY_STAMP_FOLDERS)},
         "frames_per_class": totals,
+        "conditions_rule": "per clip: actors (count, and how many act), resolution band of the file's "
+                           "height, fps band, codec, background (still / panning still / video), "
+                           "held_out_video (a video no training clip uses), held_out_sprites (actor "
+                           "categories no training clip uses), camera (shake / steady)",
         "clips": clips,
     }
     with open(os.path.join(args.out, "manifest.json"), "w") as fh:
         json.dump(manifest, fh, indent=1)
-    print("%d clips in %.1fs -> %s" % (len(clips), time.time() - t_start, args.out), file=sys.stderr)
+    val = [c for c in clips if c["split"] == "validation"]
+    if args.moving_backgrounds > 0 and val and not any((c["conditions"] or {}).get("held_out_video") for c in val):
+        print("warning: no validation clip plays a held-out background video (more clips, or a larger "
+              "--moving-backgrounds / --video-share)", file=sys.stderr)
+    print("%d clips in %.1fs (%.2f s/clip) -> %s" % (len(clips), time.time() - t_start,
+                                                     (time.time() - t_start) / max(1, len(clips)), args.out),
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,10 @@ two clips).
 
 --recompute scores the batch model over each window instead of the continual
 state (nystream-infer --recompute): the batch Nystromformer / full transformer.
---manifest MEDIA/manifest.json (audio_mixtures.py's) adds mAP by condition (bed,
-reverb, EQ, the quietest event's SNR), worst first, as a Markdown table.
+--manifest MEDIA/manifest.json adds mAP by condition, worst first, as a Markdown
+table: audio_mixtures.py's (bed, reverb, EQ, the quietest event's SNR) or
+video_actions.py's (each clip's `conditions`: actors, resolution, fps, codec,
+background, held-out video / sprites, camera).
 """
 import argparse
 import concurrent.futures
@@ -50,13 +52,20 @@ def evaluate_clips(results, threshold, hop_seconds):
 
 
 def clip_conditions(entry):
-    """The conditions an audio_mixtures.py clip was made under (its manifest entry)."""
+    """The conditions a clip was made under (its manifest entry): the `conditions` it
+    lists (video_actions.py's; transcode_audio.py's rate, channels, codec, bitrate),
+    and for an audio_mixtures.py clip its bed, reverb, EQ and quietest event's SNR."""
+    conditions = [name.replace("held_out", "held-out").replace("_", " ") + " "
+                  + (("yes" if value else "no") if isinstance(value, bool) else str(value))
+                  for name, value in (entry.get("conditions") or {}).items()]
+    if "bed" not in entry:
+        return conditions
     events = entry.get("events", [])
     bed = os.path.splitext(entry["bed"]["kind"])[0]
     eqs = sorted({e["eq"]["eq"] for e in events if (e.get("eq") or {}).get("eq", "none") != "none"})
     snrs = [e["snr_db"] for e in events if e.get("snr_db") is not None]
-    conditions = [f"bed {bed}", "reverb" if any((e.get("reverb") or {}).get("rt60") for e in events)
-                  else "dry"] + ([f"EQ {eq}" for eq in eqs] or ["no EQ"])
+    conditions += [f"bed {bed}", "reverb" if any((e.get("reverb") or {}).get("rt60") for e in events)
+                   else "dry"] + ([f"EQ {eq}" for eq in eqs] or ["no EQ"])
     if snrs:
         low = min(snrs)
         conditions.append("quietest event SNR " + ("< 5 dB" if low < 5 else
@@ -65,14 +74,19 @@ def clip_conditions(entry):
 
 
 def by_condition(bases, results, manifest, threshold, hop_seconds):
-    """[(condition, clips, tokens, mAP)], worst first."""
-    entries = {c["name"]: c for c in manifest["clips"]}
+    """[(condition, clips, tokens, mAP, classes)], worst first; classes: how many
+    classes have positives in the group (the mAP's mean is over those: a group of
+    clips where no one acts has `none` only)."""
+    entries = {c.get("name", c.get("clip")): c for c in manifest["clips"]}  # audio: name, video: clip
     groups = {}
     for base, result in zip(bases, results):
         for condition in clip_conditions(entries[os.path.basename(base)]):
             groups.setdefault(condition, []).append(result)
-    rows = [(name, len(group), sum(len(r[1]) for r in group),
-             evaluate_clips(group, threshold, hop_seconds)["mAP"]) for name, group in groups.items()]
+    rows = []
+    for name, group in groups.items():
+        report = evaluate_clips(group, threshold, hop_seconds)
+        rows.append((name, len(group), sum(len(r[1]) for r in group), report["mAP"],
+                     sum(c["ap"] is not None for c in report["per_class"].values())))
     return sorted(rows, key=lambda row: row[3])
 
 
@@ -114,9 +128,9 @@ def main(argv=None):
     print(f"{report['model']} ({report['engine']}), {report['clips']} clips")
     print(evaluate.format_report(report))
     if manifest:
-        print("\n| condition | clips | tokens | mAP |\n|---|---|---|---|")
-        for name, clips, tokens, m in report["by_condition"]:
-            print(f"| {name} | {clips} | {tokens} | {m:.3f} |")
+        print("\n| condition | clips | tokens | classes | mAP |\n|---|---|---|---|---|")
+        for name, clips, tokens, m, classes in report["by_condition"]:
+            print(f"| {name} | {clips} | {tokens} | {classes} | {m:.3f} |")
     if args.output:
         with open(args.output, "w") as f:
             json.dump(report, f, indent=2)
