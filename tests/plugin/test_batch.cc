@@ -4,7 +4,7 @@
 // sum in another order; 1e-4 as the core's StreamBatch tests); a batch that
 // does not fill is stepped by its timeout; flush, EOS and stop deliver every
 // pending result; mismatched settings are an error a person can act on, and
-// batch-size without an id a warning.
+// batch-size without an id a warning. Audio detectors, and video ones once.
 #include <gst/check/gstharness.h>
 #include <gst/gst.h>
 #include <gtest/gtest.h>
@@ -23,9 +23,20 @@ namespace {
 
 constexpr float kScoreTolerance = 1e-4f;
 
-std::string test_model() {
+// What a detector under test takes: its element, model and input caps.
+struct Media {
+  const char* element;
+  const char* model;
+  const char* caps;
+};
+const Media kAudio{"nyaudiodetect", "audio-random.safetensors",
+                   "audio/x-raw,format=S16LE,rate=22050,channels=2,layout=interleaved"};
+const Media kVideo{"nyvideodetect", "video-random.safetensors",
+                   "video/x-raw,format=I420,width=160,height=120,framerate=30/1"};
+
+std::string test_model(const Media& media) {
   const char* dir = std::getenv("NYSTREAM_TEST_MODELS");
-  return std::string(dir ? dir : ".") + "/audio-random.safetensors";
+  return std::string(dir ? dir : ".") + "/" + media.model;
 }
 
 struct Token {
@@ -86,9 +97,26 @@ Input make_audio(int count, std::uint32_t seed) {
   return input;
 }
 
-GstHarness* detector(const std::string& properties) {
-  GstHarness* h = gst_harness_new_parse(("nyaudiodetect model=" + test_model() + " " + properties).c_str());
-  gst_harness_set_src_caps_str(h, "audio/x-raw,format=S16LE,rate=22050,channels=2,layout=interleaved");
+// I420 160 x 120 frames of noise at 30 fps (motion everywhere, a token every
+// third frame).
+Input make_video(int count, std::uint32_t seed) {
+  Input input;
+  std::mt19937 engine(seed);
+  std::vector<guint8> data(160 * 120 * 3 / 2);
+  for (int i = 0; i < count; ++i) {
+    for (auto& p : data) p = static_cast<guint8>(engine());
+    GstBuffer* b = gst_buffer_new_memdup(data.data(), data.size());
+    GST_BUFFER_PTS(b) = gst_util_uint64_scale(i, GST_SECOND, 30);
+    GST_BUFFER_DURATION(b) = gst_util_uint64_scale(i + 1, GST_SECOND, 30) - GST_BUFFER_PTS(b);
+    input.buffers.push_back(b);
+  }
+  return input;
+}
+
+GstHarness* detector(const std::string& properties, const Media& media = kAudio) {
+  GstHarness* h = gst_harness_new_parse(
+      (std::string(media.element) + " model=" + test_model(media) + " " + properties).c_str());
+  gst_harness_set_src_caps_str(h, media.caps);
   return h;
 }
 
@@ -105,8 +133,8 @@ void finish(GstHarness* h, Tokens* out) {
   collect_events(h, out);
 }
 
-Tokens unbatched(const Input& input) {
-  GstHarness* h = detector("");
+Tokens unbatched(const Input& input, const Media& media = kAudio) {
+  GstHarness* h = detector("", media);
   Tokens tokens;
   for (GstBuffer* b : input.buffers) push(h, b, &tokens);
   finish(h, &tokens);
@@ -114,9 +142,9 @@ Tokens unbatched(const Input& input) {
   return tokens;
 }
 
-guint64 stat(GstHarness* h, const char* field) {
+guint64 stat(GstHarness* h, const char* field, const Media& media = kAudio) {
   GstStructure* stats = nullptr;
-  GstElement* e = gst_harness_find_element(h, "nyaudiodetect");
+  GstElement* e = gst_harness_find_element(h, media.element);
   g_object_get(e, "stats", &stats, nullptr);
   gst_object_unref(e);
   guint64 value = 0;
@@ -172,6 +200,26 @@ TEST_F(Batch, SharedIdBatchesGiveTheUnbatchedScoresTokenByToken) {
     for (int e = 0; e < elements; ++e)
       expect_same(batched[e], unbatched(inputs[e]), id + " element " + std::to_string(e));
   }
+}
+
+// The video detector batches through the same base: two cameras, one model.
+TEST_F(Batch, VideoDetectorsBatchAlike) {
+  const Input first = make_video(90, 21), second = make_video(90, 22);
+  GstHarness* a = detector("model-instance-id=video batch-size=2 batch-timeout=60000", kVideo);
+  GstHarness* b = detector("model-instance-id=video batch-size=2 batch-timeout=60000", kVideo);
+  Tokens from_a, from_b;
+  for (std::size_t i = 0; i < first.buffers.size(); ++i) {
+    push(a, first.buffers[i], &from_a);
+    push(b, second.buffers[i], &from_b);
+  }
+  finish(a, &from_a);
+  finish(b, &from_b);
+  EXPECT_GT(stat(a, "batch-streams", kVideo), stat(a, "batches", kVideo)) << "tokens were batched";
+  EXPECT_GE(from_a.size(), 25u);
+  gst_harness_teardown(a);
+  gst_harness_teardown(b);
+  expect_same(from_a, unbatched(first, kVideo), "video element 0");
+  expect_same(from_b, unbatched(second, kVideo), "video element 1");
 }
 
 // One element in its group, pausing between buffers: the batch never fills,
@@ -319,7 +367,7 @@ guint64 element_stat(GstElement* e, const char* field) {
 
 std::string branch(const char* name, const std::string& properties, int freq) {
   return "audiotestsrc num-buffers=60 samplesperbuffer=1500 freq=" + std::to_string(freq) +
-         " ! nyaudiodetect name=" + name + " model=" + test_model() + " " + properties +
+         " ! nyaudiodetect name=" + name + " model=" + test_model(kAudio) + " " + properties +
          " ! fakesink sync=false ";
 }
 
