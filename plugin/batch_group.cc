@@ -175,14 +175,14 @@ void BatchGroup::step_locked(bool timed_out) noexcept {
   queued_.clear();
 }
 
-std::size_t BatchGroup::take_results(BatchMember* m, std::vector<BatchResult>* out, std::size_t used,
+std::size_t BatchGroup::take_results(BatchMember* m, std::vector<BatchResult>* out,
                                      BatchCounters* counters) noexcept {
   std::lock_guard<std::mutex> lock(mutex_);
   const std::size_t taken = m->count_;
   for (std::size_t i = 0; i < taken; ++i) {
     const BatchResult& from = m->results_[(m->head_ + i) % m->results_.size()];
-    if (used + i == out->size()) out->push_back(from);  // rare: grows once
-    BatchResult& to = (*out)[used + i];
+    if (i == out->size()) out->push_back(from);  // rare: grows once
+    BatchResult& to = (*out)[i];
     to.scores.assign(from.scores.begin(), from.scores.end());
     to.span = from.span;
     to.status = from.status;

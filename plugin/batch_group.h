@@ -9,7 +9,7 @@
 //   auto group = BatchGroup::join(id, model, 4, 50 * GST_MSECOND, name, &error);
 //   BatchMember* me = group->add_member();        // start(); owns the stream state
 //   group->submit(me, features, span);            // per token, streaming thread
-//   group->take_results(me, &results);            // per buffer
+//   group->take_results(me, &results, &counters); // per buffer
 //   group->remove_member(me);                     // stop()
 //
 // Thread-safety: every method may be called from any thread; the group's mutex
@@ -93,9 +93,10 @@ class BatchGroup {
   // results already computed stay to be taken.
   void reset(BatchMember* member) noexcept;
 
-  // Appends member's waiting results to *out (reused: no allocation once it
-  // has grown) and returns how many; the member's counters into *counters.
-  std::size_t take_results(BatchMember* member, std::vector<BatchResult>* out, std::size_t used,
+  // Copies member's waiting results to the front of *out (reused: no
+  // allocation once it has grown) and returns how many; the member's counters
+  // into *counters.
+  std::size_t take_results(BatchMember* member, std::vector<BatchResult>* out,
                            BatchCounters* counters) noexcept;
 
   int batch_size() const { return batch_size_; }

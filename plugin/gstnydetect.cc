@@ -194,7 +194,7 @@ void
 Detector::take_batch_results ()
 {
   BatchCounters counters;
-  const std::size_t taken = group->take_results (member, &batch_results, 0, &counters);
+  const std::size_t taken = group->take_results (member, &batch_results, &counters);
   guint64 steps = 0, non_finite = 0;
   for (std::size_t i = 0; i < taken; i++) {
     const BatchResult & r = batch_results[i];
