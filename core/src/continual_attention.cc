@@ -21,12 +21,14 @@ ContinualAttention::ContinualAttention(const ModelConfig& config,
       pinv_(nullptr),
       keys_(e_, n_),
       values_(e_, n_),
-      queries_(e_, retroactive ? n_ : 0),
+      queries_(retroactive ? n_ : 0, e_),
       key_left_(e_),
       value_left_(e_),
       kernel_(std::max(m_, 1), h_, d_),
-      weights_m_(m_),
-      mixed_m_(m_),
+      landmark_weights_(m_, h_),
+      mixed_(m_, h_),
+      head_max_(h_),
+      head_sum_(h_),
       head_f_(m_, retroactive ? n_ : 0),
       head_g_(m_, retroactive ? n_ : 0),
       head_gv_(d_, m_),
@@ -45,6 +47,8 @@ ContinualAttention::ContinualAttention(const ModelConfig& config,
       landmark_keys_ = fixed_keys;
       pinv_ = fixed_pinv_;
     }
+    landmark_queries_t_.resize(m_, e_);
+    landmark_keys_t_.resize(m_, e_);
     if (retroactive_) landmark_scores_.resize(m_ * h_, n_);
   } else if (retroactive_) {
     rows_ = RowCache(n_, h_, d_, n_);
@@ -66,6 +70,10 @@ void ContinualAttention::reset() {
     kernel_.compute(landmark_queries_, landmark_keys_, config_.pinv, config_.pinv_iterations,
                     pinv_state_);
   }
+  if (nystrom()) {
+    landmark_queries_t_ = landmark_queries_.transpose();
+    landmark_keys_t_ = landmark_keys_.transpose();
+  }
   // Padding queries are zero, so every window query scores 0 against any landmark.
   landmark_scores_.setZero();
 }
@@ -77,7 +85,7 @@ void ContinualAttention::step(std::int64_t t, const Eigen::VectorXf& q, const Ei
   value_left_ = values_.col(slot);
   keys_.col(slot) = k;
   values_.col(slot) = v;
-  if (retroactive_) queries_.col(slot) = q;
+  if (retroactive_) queries_.row(slot) = q.transpose();
 
   if (!nystrom()) {
     if (!retroactive_) return output ? softmax_single(q, out) : void();
@@ -86,7 +94,7 @@ void ContinualAttention::step(std::int64_t t, const Eigen::VectorXf& q, const Ei
     return output ? softmax_retroactive(out) : void();
   }
 
-  rows_.slide(landmark_queries_, k, v, key_left_, value_left_, keys_, values_);
+  rows_.slide(landmark_queries_t_, k, v, key_left_, value_left_, keys_, values_);
   const std::int64_t done = t + 1;
   if (continual_landmarks()) {
     query_sum_ += q;
@@ -98,13 +106,13 @@ void ContinualAttention::step(std::int64_t t, const Eigen::VectorXf& q, const Ei
     // rebuilt at least every n steps and subtraction error cannot accumulate.
     const int every = std::max(1, n_ / m_);
     if (done % every == 0) rows_.rebuild(static_cast<int>((done / every - 1) % m_),
-                                         landmark_queries_, keys_, values_);
+                                         landmark_queries_t_, keys_, values_);
   }
   if (!retroactive_) return output ? nystrom_single(q, out) : void();
   // The new token's row, against the landmarks as they are after this step.
-  for (int h = 0; h < h_; ++h)
-    landmark_scores_.col(slot).segment(h * m_, m_).noalias() =
-        landmark_keys_.middleRows(h * d_, d_).transpose() * q.segment(h * d_, d_);
+  // landmark_weights_ (m x h) has the layout of a landmark_scores_ column.
+  head_dots(landmark_keys_t_, q.data(), h_, d_, landmark_weights_);
+  landmark_scores_.col(slot) = landmark_weights_.reshaped();
   if (output) nystrom_retroactive(out);
 }
 
@@ -112,34 +120,48 @@ void ContinualAttention::replace_landmark(int j) {
   const float length = static_cast<float>(config_.segment_length());
   landmark_queries_.col(j) = query_sum_ / length;
   landmark_keys_.col(j) = key_sum_ / length;
+  landmark_queries_t_.row(j) = landmark_queries_.col(j).transpose();
+  landmark_keys_t_.row(j) = landmark_keys_.col(j).transpose();
   query_sum_.setZero();
   key_sum_.setZero();
   // Rows of surviving landmarks stay valid; the new one is computed over the window.
-  rows_.rebuild(j, landmark_queries_, keys_, values_);
+  rows_.rebuild(j, landmark_queries_t_, keys_, values_);
   kernel_.compute(landmark_queries_, landmark_keys_, config_.pinv, config_.pinv_iterations,
                   pinv_state_);
   if (!retroactive_) return;
   // The new landmark's column for every query of the current window (the rings
   // already hold this step's token, so rows stay aligned with their window).
   for (int h = 0; h < h_; ++h) {
-    window_p_.noalias() = queries_.middleRows(h * d_, d_).transpose() *
-                          landmark_keys_.col(j).segment(h * d_, d_);
+    window_p_.noalias() = queries_.middleCols(h * d_, d_) * landmark_keys_.col(j).segment(h * d_, d_);
     landmark_scores_.row(h * m_ + j) = window_p_.transpose();
   }
 }
 
 void ContinualAttention::nystrom_single(const Eigen::VectorXf& q, Eigen::Ref<Eigen::MatrixXf> out) {
+  // Per head: f = softmax(q^ Kt^T); out = (f Zinv) (S / s). All heads at once,
+  // landmarks innermost (see row_cache.h on the layout).
+  head_dots(landmark_keys_t_, q.data(), h_, d_, landmark_weights_);
+  auto f = landmark_weights_.array();
+  head_max_ = landmark_weights_.colwise().maxCoeff();
+  f.rowwise() -= head_max_.array();
+  f = f.exp();  // whole-array: exp of a broadcast expression is not vectorized
+  head_sum_ = landmark_weights_.colwise().sum();
+  f.rowwise() /= head_sum_.array();
   const Eigen::MatrixXf& numerators = rows_.numerators();
   const Eigen::MatrixXf& sums = rows_.sums();
-  for (int h = 0; h < h_; ++h) {
-    // f = softmax(q^ Kt^T); out = (f Zinv) (S / s).
-    weights_m_.noalias() = landmark_keys_.middleRows(h * d_, d_).transpose() * q.segment(h * d_, d_);
-    weights_m_ = (weights_m_.array() - weights_m_.maxCoeff()).exp().matrix();
-    weights_m_ /= weights_m_.sum();
-    mixed_m_.noalias() = pinv_->middleCols(h * m_, m_).transpose() * weights_m_;
-    mixed_m_.array() /= sums.row(h).transpose().array();
-    out.col(0).segment(h * d_, d_).noalias() = numerators.middleRows(h * d_, d_) * mixed_m_;
-  }
+  with_row_count(m_, [&](auto fixed) {
+    constexpr int kRows = decltype(fixed)::value;
+    using Square = Eigen::Matrix<float, kRows, kRows>;
+    for (int h = 0; h < h_; ++h) {
+      const Eigen::Map<const Square> zinv(pinv_->col(h * m_).data(), m_, m_);
+      RowsMap<kRows> mixed(mixed_.col(h).data(), m_);
+      mixed.noalias() =
+          zinv.transpose().lazyProduct(ConstRowsMap<kRows>(landmark_weights_.col(h).data(), m_));
+      mixed.array() /= ConstRowsMap<kRows>(sums.col(h).data(), m_).array();
+      for (int c = h * d_; c < (h + 1) * d_; ++c)
+        out(c, 0) = ConstRowsMap<kRows>(numerators.col(c).data(), m_).dot(mixed);
+    }
+  });
 }
 
 void ContinualAttention::nystrom_retroactive(Eigen::Ref<Eigen::MatrixXf> out) {
@@ -150,8 +172,8 @@ void ContinualAttention::nystrom_retroactive(Eigen::Ref<Eigen::MatrixXf> out) {
     head_f_ = landmark_scores_.middleRows(h * m_, m_);
     softmax_columns(head_f_);
     head_g_.noalias() = pinv_->middleCols(h * m_, m_).transpose() * head_f_;
-    head_gv_ = numerators.middleRows(h * d_, d_);
-    head_gv_.array().rowwise() /= sums.row(h).array();
+    head_gv_ = numerators.middleCols(h * d_, d_).transpose();
+    head_gv_.array().rowwise() /= sums.col(h).transpose().array();
     out.middleRows(h * d_, d_).noalias() = head_gv_ * head_g_;
   }
 }
@@ -170,7 +192,7 @@ void ContinualAttention::softmax_retroactive(Eigen::Ref<Eigen::MatrixXf> out) {
   const Eigen::MatrixXf& sums = rows_.sums();
   for (int i = 0; i < n_; ++i)
     for (int h = 0; h < h_; ++h)
-      out.col(i).segment(h * d_, d_) = numerators.col(i).segment(h * d_, d_) / sums(h, i);
+      out.col(i).segment(h * d_, d_) = numerators.row(i).segment(h * d_, d_).transpose() / sums(i, h);
 }
 
 }  // namespace nystream

@@ -49,12 +49,14 @@ class ContinualAttention {
   const Eigen::MatrixXf* fixed_pinv_;
   const Eigen::MatrixXf* pinv_;  // fixed_pinv_ or &pinv_state_
 
-  // Window rings, column t mod n.
-  Eigen::MatrixXf keys_, values_, queries_;  // queries_: retroactive or softmax only
+  // Window rings, token t in column (keys_, values_) or row (queries_) t mod n.
+  Eigen::MatrixXf keys_, values_;
+  Eigen::MatrixXf queries_;  // n x E, retroactive only
   Eigen::VectorXf key_left_, value_left_;
 
   // Nyström.
   Eigen::MatrixXf landmark_queries_, landmark_keys_;  // E x m
+  Eigen::MatrixXf landmark_queries_t_, landmark_keys_t_;  // m x E: the rows-minor copies
   Eigen::VectorXf query_sum_, key_sum_;  // segment in progress (continual landmarks)
   Eigen::MatrixXf pinv_state_;           // m x (m h), continual landmarks
   LandmarkKernel kernel_;
@@ -65,7 +67,8 @@ class ContinualAttention {
   Eigen::MatrixXf landmark_scores_;
 
   // Scratch.
-  Eigen::VectorXf weights_m_, mixed_m_;      // m
+  Eigen::MatrixXf landmark_weights_, mixed_;  // m x h
+  Eigen::RowVectorXf head_max_, head_sum_;    // h
   Eigen::MatrixXf head_f_, head_g_;          // m x n (retroactive)
   Eigen::MatrixXf head_gv_;                  // d x m
   Eigen::VectorXf window_p_;                 // n

@@ -7,15 +7,12 @@ RowCache::RowCache(int rows, int heads, int head_dim, int window)
       heads_(heads),
       head_dim_(head_dim),
       window_(window),
-      numerators_(heads * head_dim, rows),
-      sums_(heads, rows),
-      offsets_(heads, rows),
-      product_(heads * head_dim),
-      score_new_(heads * rows),
-      score_old_(heads * rows),
-      weight_new_(heads * head_dim),
-      weight_old_(heads * head_dim),
-      rescale_(heads, rows),
+      numerators_(rows, heads * head_dim),
+      sums_(rows, heads),
+      offsets_(rows, heads),
+      fresh_(rows, heads),
+      leaving_(rows, heads),
+      rescale_(rows, heads),
       window_scores_(window) {
   reset();
 }
@@ -26,46 +23,52 @@ void RowCache::reset() {
   offsets_.setZero();
 }
 
-void RowCache::head_dots(const Eigen::MatrixXf& queries, int i, const Eigen::VectorXf& k,
-                         Eigen::VectorXf& out) {
-  product_ = queries.col(i).cwiseProduct(k);
-  const Eigen::Map<const Eigen::MatrixXf> per_head(product_.data(), head_dim_, heads_);
-  out.segment(i * heads_, heads_) = per_head.colwise().sum().transpose();
+void head_dots(const Eigen::MatrixXf& a, const float* x, int heads, int head_dim,
+               Eigen::MatrixXf& out) {
+  const Eigen::Index rows = a.rows();
+  with_row_count(static_cast<int>(rows), [&](auto fixed) {
+    constexpr int kRows = decltype(fixed)::value;
+    for (int h = 0; h < heads; ++h) {
+      RowsMap<kRows> o(out.col(h).data(), rows);
+      o.setZero();
+      for (int c = h * head_dim; c < (h + 1) * head_dim; ++c)
+        o += ConstRowsMap<kRows>(a.col(c).data(), rows) * x[c];
+    }
+  });
 }
 
 void RowCache::slide(const Eigen::MatrixXf& queries, const Eigen::VectorXf& k_new,
                      const Eigen::VectorXf& v_new, const Eigen::VectorXf& k_old,
                      const Eigen::VectorXf& v_old, const Eigen::MatrixXf& keys,
                      const Eigen::MatrixXf& values) {
-  for (int i = 0; i < rows_; ++i) {
-    head_dots(queries, i, k_new, score_new_);
-    head_dots(queries, i, k_old, score_old_);
-  }
-  // heads x rows views of the scores, column-aligned with sums_ and offsets_.
-  Eigen::Map<Eigen::ArrayXXf> fresh(score_new_.data(), heads_, rows_);
-  Eigen::Map<Eigen::ArrayXXf> leaving(score_old_.data(), heads_, rows_);
+  head_dots(queries, k_new.data(), heads_, head_dim_, fresh_);
+  head_dots(queries, k_old.data(), heads_, head_dim_, leaving_);
   // A new maximum raises the offset; the row is rescaled by exp(old - new) <= 1.
   // The leaving key's score is never above the offset: offsets only rise, and a
   // rebuild sets them to the maximum over a window that still held that key.
   auto offsets = offsets_.array();
-  rescale_ = (offsets - fresh).min(0.0f).exp();
+  auto fresh = fresh_.array();
+  auto leaving = leaving_.array();
+  rescale_.array() = (offsets - fresh).min(0.0f).exp();
   offsets = offsets.max(fresh);
   fresh = (fresh - offsets).exp();
   leaving = (leaving - offsets).exp();
-  sums_.array() = sums_.array() * rescale_ + fresh - leaving;
-  for (int i = 0; i < rows_; ++i) {
+  sums_.array() = sums_.array() * rescale_.array() + fresh - leaving;
+  with_row_count(rows_, [&](auto fixed) {
+    constexpr int kRows = decltype(fixed)::value;
     for (int h = 0; h < heads_; ++h) {
-      const Eigen::Index at = h * head_dim_;
-      product_.segment(at, head_dim_).setConstant(rescale_(h, i));
-      weight_new_.segment(at, head_dim_).setConstant(fresh(h, i));
-      weight_old_.segment(at, head_dim_).setConstant(leaving(h, i));
+      const ConstRowsMap<kRows> r(rescale_.col(h).data(), rows_);
+      const ConstRowsMap<kRows> wn(fresh_.col(h).data(), rows_);
+      const ConstRowsMap<kRows> wo(leaving_.col(h).data(), rows_);
+      for (int c = h * head_dim_; c < (h + 1) * head_dim_; ++c) {
+        RowsMap<kRows> s(numerators_.col(c).data(), rows_);
+        s = s.cwiseProduct(r) + wn * v_new[c] - wo * v_old[c];
+      }
     }
-    auto s = numerators_.col(i).array();
-    s = s * product_.array() + weight_new_.array() * v_new.array() -
-        weight_old_.array() * v_old.array();
-    for (int h = 0; h < heads_; ++h)
-      if (!(sums_(h, i) >= kRebuildBelow)) rebuild_head(i, h, queries, keys, values);
-  }
+  });
+  for (int h = 0; h < heads_; ++h)
+    for (int i = 0; i < rows_; ++i)
+      if (!(sums_(i, h) >= kRebuildBelow)) rebuild_head(i, h, queries, keys, values);
 }
 
 void RowCache::rebuild(int i, const Eigen::MatrixXf& queries, const Eigen::MatrixXf& keys,
@@ -76,14 +79,14 @@ void RowCache::rebuild(int i, const Eigen::MatrixXf& queries, const Eigen::Matri
 void RowCache::rebuild_head(int i, int h, const Eigen::MatrixXf& queries,
                             const Eigen::MatrixXf& keys, const Eigen::MatrixXf& values) {
   const Eigen::Index at = h * head_dim_;
-  window_scores_.noalias() =
-      keys.middleRows(at, head_dim_).transpose() * queries.col(i).segment(at, head_dim_);
+  window_scores_.noalias() = keys.middleRows(at, head_dim_).transpose() *
+                             queries.row(i).segment(at, head_dim_).transpose();
   const float top = window_scores_.maxCoeff();
   window_scores_ = (window_scores_.array() - top).exp().matrix();
-  numerators_.col(i).segment(at, head_dim_).noalias() =
-      values.middleRows(at, head_dim_) * window_scores_;
-  sums_(h, i) = window_scores_.sum();
-  offsets_(h, i) = top;
+  numerators_.row(i).segment(at, head_dim_).noalias() =
+      window_scores_.transpose() * values.middleRows(at, head_dim_).transpose();
+  sums_(i, h) = window_scores_.sum();
+  offsets_(i, h) = top;
   ++rebuilds_;
 }
 

@@ -8,10 +8,16 @@
 // window's maximum when the row is rebuilt. Subtracting leaving keys loses
 // precision once s_i is small against what was added, so a row whose s_i falls
 // below kRebuildBelow (in units of exp(c_i)) is rebuilt from the window.
+//
+// Layout: everything is rows-minor (row i of every matrix is contiguous per
+// embedding channel or head), so a slide is a few passes over E x rows floats
+// whose inner loop runs over the rows; per-head Eigen calls on d-long segments
+// cost more in overhead than the arithmetic they do.
 #pragma once
 
 #include <Eigen/Core>
 #include <cstdint>
+#include <type_traits>
 
 namespace nystream {
 
@@ -27,8 +33,8 @@ class RowCache {
   void reset();
 
   // The window's keys slid by one: k_new, v_new entered, k_old, v_old left.
-  // queries: E x rows. keys, values: the window rings after the slide (E x n),
-  // for rows that must be rebuilt.
+  // queries: rows x E, row i the query of cache row i. keys, values: the window
+  // rings after the slide (E x n), for rows that must be rebuilt.
   void slide(const Eigen::MatrixXf& queries, const Eigen::VectorXf& k_new,
              const Eigen::VectorXf& v_new, const Eigen::VectorXf& k_old,
              const Eigen::VectorXf& v_old, const Eigen::MatrixXf& keys,
@@ -38,29 +44,46 @@ class RowCache {
   void rebuild(int i, const Eigen::MatrixXf& queries, const Eigen::MatrixXf& keys,
                const Eigen::MatrixXf& values);
 
-  // E x rows: column i holds S_i of every head; divide by sums() for G V.
+  // rows x E: row i holds S_i of every head; divide by sums() for G V.
   const Eigen::MatrixXf& numerators() const { return numerators_; }
-  // heads x rows.
+  // rows x heads.
   const Eigen::MatrixXf& sums() const { return sums_; }
   std::int64_t rebuilds() const { return rebuilds_; }
 
  private:
   void rebuild_head(int i, int h, const Eigen::MatrixXf& queries, const Eigen::MatrixXf& keys,
                     const Eigen::MatrixXf& values);
-  // Per-head dot products of column i of queries with k: heads values into out.
-  void head_dots(const Eigen::MatrixXf& queries, int i, const Eigen::VectorXf& k,
-                 Eigen::VectorXf& out);
 
   int rows_ = 0, heads_ = 0, head_dim_ = 0, window_ = 0;
-  Eigen::MatrixXf numerators_;  // E x rows
-  Eigen::MatrixXf sums_;        // heads x rows
-  Eigen::MatrixXf offsets_;     // heads x rows
-  Eigen::VectorXf product_;     // E scratch
-  Eigen::VectorXf score_new_, score_old_;  // heads
-  Eigen::VectorXf weight_new_, weight_old_;  // E: per-head weights spread over head rows
-  Eigen::ArrayXXf rescale_;        // heads x rows
+  Eigen::MatrixXf numerators_;  // rows x E
+  Eigen::MatrixXf sums_;        // rows x heads
+  Eigen::MatrixXf offsets_;     // rows x heads
+  Eigen::MatrixXf fresh_, leaving_, rescale_;  // rows x heads: per-slide scratch
   Eigen::VectorXf window_scores_;  // n
   std::int64_t rebuilds_ = 0;
 };
+
+// Calls f(std::integral_constant<int, rows>) for the common landmark counts and
+// f(std::integral_constant<int, Eigen::Dynamic>) otherwise: a column of rows
+// floats with a size known at compile time is a few whole-vector operations.
+template <typename F>
+void with_row_count(int rows, F&& f) {
+  switch (rows) {
+    case 8: return f(std::integral_constant<int, 8>());
+    case 16: return f(std::integral_constant<int, 16>());
+    default: return f(std::integral_constant<int, Eigen::Dynamic>());
+  }
+}
+
+// One column of a rows-minor matrix: rows contiguous floats.
+template <int kRows>
+using RowsMap = Eigen::Map<Eigen::Matrix<float, kRows, 1>>;
+template <int kRows>
+using ConstRowsMap = Eigen::Map<const Eigen::Matrix<float, kRows, 1>>;
+
+// out (rows x heads) = per-head dot products of every row of a (rows x E) with
+// x (E): out(i, h) = a.row(i).segment(h d, d) . x.segment(h d, d).
+void head_dots(const Eigen::MatrixXf& a, const float* x, int heads, int head_dim,
+               Eigen::MatrixXf& out);
 
 }  // namespace nystream

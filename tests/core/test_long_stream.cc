@@ -5,6 +5,7 @@
 // accumulating. The curve of errors at checkpoints is printed.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -49,14 +50,17 @@ void run(LandmarkSchedule schedule, int blocks, Assembly assembly = Assembly::kR
               to_string(schedule), blocks, to_string(assembly), static_cast<long long>(stream.rows_rebuilt()), every);
   for (std::size_t i = 0; i < curve.size(); ++i)
     std::printf("  step %7ld  %.3g\n", (i + 1) * every, curve[i]);
-  double first_half = 0, second_half = 0;
-  for (std::size_t i = 0; i < curve.size(); ++i) {
+  for (std::size_t i = 0; i < curve.size(); ++i)
     EXPECT_LT(curve[i], kLogitTolerance) << "checkpoint " << i;
-    (i < curve.size() / 2 ? first_half : second_half) =
-        std::max(i < curve.size() / 2 ? first_half : second_half, curve[i]);
-  }
   // No growth: drift of one rounding per step would reach ~1e6 * 6e-8 = 0.06.
-  EXPECT_LT(second_half, 4 * first_half + 1e-6);
+  // Medians, not maxima: one checkpoint can catch a spike (a row whose sum sits
+  // at the rebuild threshold) in either half without anything accumulating.
+  const auto median = [](std::vector<double> half) {
+    std::nth_element(half.begin(), half.begin() + half.size() / 2, half.end());
+    return half[half.size() / 2];
+  };
+  const auto middle = curve.begin() + curve.size() / 2;
+  EXPECT_LT(median({middle, curve.end()}), 4 * median({curve.begin(), middle}) + 1e-6);
 }
 
 TEST(LongStream, ContinualLandmarksOneBlock) { run(LandmarkSchedule::kContinual, 1); }
