@@ -64,18 +64,11 @@ void set_flops(benchmark::State& state, double flops) {
       benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-bool fixed_landmarks(const ModelConfig& c) {
-  return c.attention == AttentionKind::kNystrom && c.schedule == LandmarkSchedule::kFixed;
-}
-
 void run_step(benchmark::State& state, const std::string& key, const ModelConfig& c) {
   Case& k = get_case(key, c);
   if (!k.model) return state.SkipWithError(k.error.c_str());
   if (!k.attention) {
-    const nystream::LayerWeights& w = k.model->weights().layers[0];
-    k.attention = std::make_unique<ContinualAttention>(
-        c, w.landmark_queries, w.landmark_keys,
-        fixed_landmarks(c) ? &k.model->fixed_pinv(0) : nullptr, /*retroactive=*/false);
+    k.attention = std::make_unique<ContinualAttention>(*k.model, 0, /*retroactive=*/false);
     std::mt19937 engine(3);
     for (int i = 0; i < kPool; ++i) {
       k.queries.push_back(random_matrix(c.embed_dim, 1, qk_scale(c), engine));

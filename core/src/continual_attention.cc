@@ -6,18 +6,14 @@
 
 namespace nystream {
 
-ContinualAttention::ContinualAttention(const ModelConfig& config,
-                                       const Eigen::MatrixXf& fixed_queries,
-                                       const Eigen::MatrixXf& fixed_keys,
-                                       const Eigen::MatrixXf* fixed_pinv, bool retroactive)
-    : config_(config),
+ContinualAttention::ContinualAttention(const Model& model, int layer, bool retroactive)
+    : config_(model.config()),
       retroactive_(retroactive),
-      n_(config.window),
-      m_(config.attention == AttentionKind::kNystrom ? config.landmarks : 0),
-      e_(config.embed_dim),
-      h_(config.heads),
-      d_(config.head_dim()),
-      fixed_pinv_(fixed_pinv),
+      n_(config_.window),
+      m_(config_.attention == AttentionKind::kNystrom ? config_.landmarks : 0),
+      e_(config_.embed_dim),
+      h_(config_.heads),
+      d_(config_.head_dim()),
       pinv_(nullptr),
       keys_(e_, n_),
       values_(e_, n_),
@@ -42,13 +38,17 @@ ContinualAttention::ContinualAttention(const ModelConfig& config,
       key_sum_.resize(e_);
       pinv_state_.resize(m_, m_ * h_);
       pinv_ = &pinv_state_;
+      own_query_rows_.resize(m_, e_);
+      own_key_rows_.resize(m_, e_);
+      query_rows_ = &own_query_rows_;
+      key_rows_ = &own_key_rows_;
     } else {
-      landmark_queries_ = fixed_queries;
-      landmark_keys_ = fixed_keys;
-      pinv_ = fixed_pinv_;
+      landmark_queries_ = model.weights().layers[layer].landmark_queries;
+      landmark_keys_ = model.weights().layers[layer].landmark_keys;
+      pinv_ = &model.fixed_pinv(layer);
+      query_rows_ = &model.fixed_query_rows(layer);
+      key_rows_ = &model.fixed_key_rows(layer);
     }
-    landmark_queries_t_.resize(m_, e_);
-    landmark_keys_t_.resize(m_, e_);
     if (retroactive_) landmark_scores_.resize(m_ * h_, n_);
   } else if (retroactive_) {
     rows_ = RowCache(n_, h_, d_, n_);
@@ -69,10 +69,8 @@ void ContinualAttention::reset() {
     key_sum_.setZero();
     kernel_.compute(landmark_queries_, landmark_keys_, config_.pinv, config_.pinv_iterations,
                     pinv_state_);
-  }
-  if (nystrom()) {
-    landmark_queries_t_ = landmark_queries_.transpose();
-    landmark_keys_t_ = landmark_keys_.transpose();
+    own_query_rows_.setZero();
+    own_key_rows_.setZero();
   }
   // Padding queries are zero, so every window query scores 0 against any landmark.
   landmark_scores_.setZero();
@@ -94,7 +92,7 @@ void ContinualAttention::step(std::int64_t t, const Eigen::VectorXf& q, const Ei
     return output ? softmax_retroactive(out) : void();
   }
 
-  rows_.slide(landmark_queries_t_, k, v, key_left_, value_left_, keys_, values_);
+  rows_.slide(*query_rows_, k, v, key_left_, value_left_, keys_, values_);
   const std::int64_t done = t + 1;
   if (continual_landmarks()) {
     query_sum_ += q;
@@ -106,12 +104,12 @@ void ContinualAttention::step(std::int64_t t, const Eigen::VectorXf& q, const Ei
     // rebuilt at least every n steps and subtraction error cannot accumulate.
     const int every = std::max(1, n_ / m_);
     if (done % every == 0) rows_.rebuild(static_cast<int>((done / every - 1) % m_),
-                                         landmark_queries_t_, keys_, values_);
+                                         *query_rows_, keys_, values_);
   }
   if (!retroactive_) return output ? nystrom_single(q, out) : void();
   // The new token's row, against the landmarks as they are after this step.
   // landmark_weights_ (m x h) has the layout of a landmark_scores_ column.
-  head_dots(landmark_keys_t_, q.data(), h_, d_, landmark_weights_);
+  head_dots(*key_rows_, q.data(), h_, d_, landmark_weights_);
   landmark_scores_.col(slot) = landmark_weights_.reshaped();
   if (output) nystrom_retroactive(out);
 }
@@ -120,12 +118,12 @@ void ContinualAttention::replace_landmark(int j) {
   const float length = static_cast<float>(config_.segment_length());
   landmark_queries_.col(j) = query_sum_ / length;
   landmark_keys_.col(j) = key_sum_ / length;
-  landmark_queries_t_.row(j) = landmark_queries_.col(j).transpose();
-  landmark_keys_t_.row(j) = landmark_keys_.col(j).transpose();
+  own_query_rows_.row(j) = landmark_queries_.col(j).transpose();
+  own_key_rows_.row(j) = landmark_keys_.col(j).transpose();
   query_sum_.setZero();
   key_sum_.setZero();
   // Rows of surviving landmarks stay valid; the new one is computed over the window.
-  rows_.rebuild(j, landmark_queries_t_, keys_, values_);
+  rows_.rebuild(j, *query_rows_, keys_, values_);
   kernel_.compute(landmark_queries_, landmark_keys_, config_.pinv, config_.pinv_iterations,
                   pinv_state_);
   if (!retroactive_) return;
@@ -140,7 +138,7 @@ void ContinualAttention::replace_landmark(int j) {
 void ContinualAttention::nystrom_single(const Eigen::VectorXf& q, Eigen::Ref<Eigen::MatrixXf> out) {
   // Per head: f = softmax(q^ Kt^T); out = (f Zinv) (S / s). All heads at once,
   // landmarks innermost (see row_cache.h on the layout).
-  head_dots(landmark_keys_t_, q.data(), h_, d_, landmark_weights_);
+  head_dots(*key_rows_, q.data(), h_, d_, landmark_weights_);
   auto f = landmark_weights_.array();
   head_max_ = landmark_weights_.colwise().maxCoeff();
   f.rowwise() -= head_max_.array();

@@ -7,17 +7,19 @@
 
 #include "landmark_kernel.h"
 #include "nystream/config.h"
+#include "nystream/model.h"
 #include "row_cache.h"
 
 namespace nystream {
 
 class ContinualAttention {
  public:
-  // fixed_pinv: the model's pinv for fixed landmarks (nullptr otherwise).
+  // Layer `layer` of model (fixed landmarks are read from it, not copied).
   // retroactive: produce the updated attention of every window token each step.
-  ContinualAttention(const ModelConfig& config, const Eigen::MatrixXf& fixed_queries,
-                     const Eigen::MatrixXf& fixed_keys, const Eigen::MatrixXf* fixed_pinv,
-                     bool retroactive);
+  ContinualAttention(const Model& model, int layer, bool retroactive);
+  // query_rows_ and key_rows_ may point into this object.
+  ContinualAttention(const ContinualAttention&) = delete;
+  ContinualAttention& operator=(const ContinualAttention&) = delete;
 
   void reset();
 
@@ -46,8 +48,7 @@ class ContinualAttention {
   ModelConfig config_;
   bool retroactive_;
   int n_, m_, e_, h_, d_;
-  const Eigen::MatrixXf* fixed_pinv_;
-  const Eigen::MatrixXf* pinv_;  // fixed_pinv_ or &pinv_state_
+  const Eigen::MatrixXf* pinv_;  // the model's fixed pinv or &pinv_state_
 
   // Window rings, token t in column (keys_, values_) or row (queries_) t mod n.
   Eigen::MatrixXf keys_, values_;
@@ -56,7 +57,10 @@ class ContinualAttention {
 
   // Nyström.
   Eigen::MatrixXf landmark_queries_, landmark_keys_;  // E x m
-  Eigen::MatrixXf landmark_queries_t_, landmark_keys_t_;  // m x E: the rows-minor copies
+  // m x E, the layout the step reads: the model's (fixed) or own_*_rows_.
+  const Eigen::MatrixXf* query_rows_ = nullptr;
+  const Eigen::MatrixXf* key_rows_ = nullptr;
+  Eigen::MatrixXf own_query_rows_, own_key_rows_;  // continual landmarks
   Eigen::VectorXf query_sum_, key_sum_;  // segment in progress (continual landmarks)
   Eigen::MatrixXf pinv_state_;           // m x (m h), continual landmarks
   LandmarkKernel kernel_;

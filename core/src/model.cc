@@ -223,6 +223,8 @@ std::shared_ptr<const Model> Model::create(ModelConfig config, ModelWeights weig
   model->packed_ = std::move(packed);
   const ModelConfig& c = model->config_;
   model->fixed_pinv_.resize(c.blocks);
+  model->fixed_query_rows_.resize(c.blocks);
+  model->fixed_key_rows_.resize(c.blocks);
   if (c.attention == AttentionKind::kNystrom && c.schedule == LandmarkSchedule::kFixed) {
     LandmarkKernel kernel(c.landmarks, c.heads, c.head_dim());
     for (int l = 0; l < c.blocks; ++l) {
@@ -230,6 +232,8 @@ std::shared_ptr<const Model> Model::create(ModelConfig config, ModelWeights weig
       model->fixed_pinv_[l].resize(c.landmarks, c.landmarks * c.heads);
       kernel.compute(layer.landmark_queries, layer.landmark_keys, c.pinv, c.pinv_iterations,
                      model->fixed_pinv_[l]);
+      model->fixed_query_rows_[l] = layer.landmark_queries.transpose();
+      model->fixed_key_rows_[l] = layer.landmark_keys.transpose();
     }
   }
   return model;

@@ -93,9 +93,7 @@ StreamState::Impl::Impl(std::shared_ptr<const Model> m)
   // retroactive when a second block reads every window row.
   const int continual_layers = c.stacked() ? c.blocks : 1;
   for (int l = 0; l < continual_layers; ++l)
-    layers.emplace_back(new ContinualAttention(c, w.layers[l].landmark_queries,
-                                               w.layers[l].landmark_keys,
-                                               fixed_pinv_of(*model, l), c.retroactive()));
+    layers.emplace_back(new ContinualAttention(*model, l, c.retroactive()));
   if (c.retroactive()) {
     inputs.resize(c.embed_dim, c.window);
     valid.resize(c.window);

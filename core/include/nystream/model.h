@@ -104,6 +104,11 @@ class Model {
   // Fixed landmarks: pinv(softmax(Qt Kt^T)) of layer l, m x (m * h), head j in
   // columns [j m, (j+1) m). Empty for continual landmarks.
   const Eigen::MatrixXf& fixed_pinv(int layer) const { return fixed_pinv_[layer]; }
+  // Fixed landmarks: layer l's landmark queries and keys with one row per
+  // landmark (m x E), the layout the step reads; one copy for every stream.
+  // Empty for continual landmarks.
+  const Eigen::MatrixXf& fixed_query_rows(int layer) const { return fixed_query_rows_[layer]; }
+  const Eigen::MatrixXf& fixed_key_rows(int layer) const { return fixed_key_rows_[layer]; }
   // The 16-bit matrices the step reads; nullptr for float32 weights.
   const PackedWeights* packed() const { return packed_.get(); }
 
@@ -112,7 +117,7 @@ class Model {
   ModelConfig config_;
   ModelWeights weights_;
   ModelInfo info_;
-  std::vector<Eigen::MatrixXf> fixed_pinv_;
+  std::vector<Eigen::MatrixXf> fixed_pinv_, fixed_query_rows_, fixed_key_rows_;
   std::unique_ptr<const PackedWeights> packed_;
 };
 

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <vector>
 
+#include <Eigen/Core>
+
 extern "C" {
 #include <libavutil/channel_layout.h>
 #include <libavutil/mathematics.h>
@@ -55,6 +57,7 @@ struct LogMelExtractor::Impl {
   av_tx_fn tx_fn = nullptr;
   AlignedFloats fft_in, fft_out;  // n_fft floats; (n_fft / 2 + 1) complex
   std::vector<float> power;       // n_fft / 2 + 1
+  Eigen::ArrayXf band_power;      // n_mels; aligned, so every frame's logs take the same path
   std::vector<float> frames;      // n_mels x frames_per_token, frame-major
   std::vector<float> token;       // dim
   int frames_per_token = 0;
@@ -90,6 +93,7 @@ struct LogMelExtractor::Impl {
     fft_in.resize(params.n_fft + 16);
     fft_out.resize(params.n_fft + 16 + 2);
     power.assign(params.n_fft / 2 + 1, 0.0f);
+    band_power.setZero(params.n_mels);
     frames_per_token = params.frames_per_token();
     frames.assign(static_cast<std::size_t>(params.n_mels) * frames_per_token, 0.0f);
     token.assign(params.dim(), 0.0f);
@@ -158,13 +162,15 @@ struct LogMelExtractor::Impl {
     } else {
       for (int k = 0; k < bins; ++k) power[k] = std::sqrt(c[2 * k] * c[2 * k] + c[2 * k + 1] * c[2 * k + 1]);
     }
-    const float offset = static_cast<float>(params.log_offset);
     for (int m = 0; m < params.n_mels; ++m) {
       const detail::MelBand& b = bands[m];
       float sum = 0.0f;
       for (std::size_t i = 0; i < b.weights.size(); ++i) sum += b.weights[i] * power[b.first_bin + i];
-      mel[m] = std::log(sum + offset);
+      band_power[m] = sum;
     }
+    // All bands at once: Eigen's log is vectorised, std::log one value a call.
+    band_power = (band_power + static_cast<float>(params.log_offset)).log();
+    std::copy(band_power.data(), band_power.data() + params.n_mels, mel);
   }
 
   void emit_token(TokenSink& sink) noexcept {
