@@ -120,7 +120,8 @@ NYSTREAM_AVX512 inline void tile_avx512(const Matrix16& w, int r, const float* x
     for (int i = 0; i < kRows; ++i) y[c * y_stride + r + i] = _mm512_reduce_add_ps(a[i][c]);
 }
 
-// Four rows x four columns: 16 accumulators of the 32 registers.
+// Four rows x four columns (16 accumulators of the 32 registers), or eight rows
+// of one column.
 template <WeightType kType>
 NYSTREAM_AVX512 void multiply_avx512(const Matrix16& w, const float* x, std::ptrdiff_t x_stride,
                                      int columns, float* y, std::ptrdiff_t y_stride) {
@@ -137,6 +138,9 @@ NYSTREAM_AVX512 void multiply_avx512(const Matrix16& w, const float* x, std::ptr
     const float* xc = x + c * x_stride;
     float* yc = y + c * y_stride;
     int r = 0;
+    // One column: eight rows keep eight independent FMA chains in flight (four
+    // leave the FMA units waiting on latency, 30 % slower on weights in cache).
+    for (; r + 8 <= rows; r += 8) tile_avx512<kType, 8, 1>(w, r, xc, x_stride, yc, y_stride);
     for (; r + 4 <= rows; r += 4) tile_avx512<kType, 4, 1>(w, r, xc, x_stride, yc, y_stride);
     for (; r < rows; ++r) tile_avx512<kType, 1, 1>(w, r, xc, x_stride, yc, y_stride);
   }
