@@ -9,10 +9,10 @@
 // precision once s_i is small against what was added, so a row whose s_i falls
 // below kRebuildBelow (in units of exp(c_i)) is rebuilt from the window.
 //
-// Layout: everything is rows-minor (row i of every matrix is contiguous per
-// embedding channel or head), so a slide is a few passes over E x rows floats
-// whose inner loop runs over the rows; per-head Eigen calls on d-long segments
-// cost more in overhead than the arithmetic they do.
+// Layout: rows-minor. For each embedding channel (numerators) or head (sums,
+// offsets) the values of all rows are contiguous, so a slide is a few passes
+// over E x rows floats whose inner loop runs over the rows; per-head Eigen
+// calls on d-long segments cost more in overhead than the arithmetic they do.
 #pragma once
 
 #include <Eigen/Core>
