@@ -70,6 +70,11 @@ VIDEO_STEM = {"input_offset": 20, "input_shape": [2, 24, 32],
                          {"channels": 16, "kernel": [3, 3], "stride": [2, 2]},
                          {"channels": 16, "kernel": [3, 3], "stride": [2, 2]}],
               "pool_strips": 3}
+# Even kernels, unequal strides, 5 rows in 3 strips (unequal: Stem.pooled's slow
+# path) or none (only the global maximum and mean).
+ODD_STEM = {"input_offset": 4, "input_shape": [3, 9, 4],
+            "layers": [{"channels": 5, "kernel": [4, 2], "stride": [2, 3]},
+                       {"channels": 4, "kernel": [1, 3]}], "pool_strips": 3}
 
 
 def configurations():
@@ -94,11 +99,15 @@ def configurations():
                           linear_inputs=20, stem=VIDEO_STEM, **dict(base, input_dim=20 + 2 * 24 * 32)))
     out.append(Config(window=16, landmarks=4, blocks=2, assembly="stacked", landmark_schedule="fixed",
                       stem=AUDIO_STEM, **dict(base, input_dim=128)))
+    for strips in (3, 0):
+        out.append(Config(window=16, landmarks=4, landmark_schedule="fixed",
+                          stem=dict(ODD_STEM, pool_strips=strips), **dict(base, input_dim=112)))
     return out
 
 
 def describe(c):
-    stem = ("" if c.stem is None else " stem " + "x".join(map(str, c.stem["input_shape"])))
+    stem = ("" if c.stem is None else " stem " + "x".join(map(str, c.stem["input_shape"]))
+            + f" g{c.stem['pool_strips']}")
     stem += " stacked" if c.stacked else ""
     if c.attention == "softmax":
         return f"n{c.window} softmax blocks{c.blocks}{stem}"
