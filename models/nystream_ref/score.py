@@ -13,6 +13,12 @@ state (nystream-infer --recompute): the batch Nystromformer / full transformer.
 table: audio_mixtures.py's (bed, reverb, EQ, the quietest event's SNR) or
 video_actions.py's (each clip's `conditions`: actors, resolution, fps, codec,
 background, held-out video / sprites, camera).
+--bootstrap N resamples the clips N times (with replacement) and gives the 90 %
+interval of each mAP: on a hundred clips it spans several points, more than many
+changes a model gets. --compare OTHER.safetensors scores a second model on the
+same clips and gives the paired difference (this model minus OTHER) with its
+interval from the same resamples, overall and by condition: the way to say that
+one model is better on a set.
 """
 import argparse
 import concurrent.futures
@@ -73,36 +79,103 @@ def clip_conditions(entry):
     return conditions
 
 
-def by_condition(bases, results, manifest, threshold, hop_seconds):
-    """[(condition, clips, tokens, mAP, classes)], worst first; classes: how many
-    classes have positives in the group (the mAP's mean is over those: a group of
-    clips where no one acts has `none` only)."""
-    entries = {c.get("name", c.get("clip")): c for c in manifest["clips"]}  # audio: name, video: clip
-    groups = {}
-    for base, result in zip(bases, results):
-        for condition in clip_conditions(entries[os.path.basename(base)]):
-            groups.setdefault(condition, []).append(result)
+def by_condition(results, groups, threshold, hop_seconds):
+    """[(condition, clips, tokens, mAP, classes)], worst first; groups: condition_groups;
+    classes: how many classes have positives in the group (the mAP's mean is over
+    those: a group of clips where no one acts has `none` only)."""
     rows = []
-    for name, group in groups.items():
+    for name, members in groups.items():
+        group = [results[j] for j in members]
         report = evaluate_clips(group, threshold, hop_seconds)
         rows.append((name, len(group), sum(len(r[1]) for r in group), report["mAP"],
                      sum(c["ap"] is not None for c in report["per_class"].values())))
     return sorted(rows, key=lambda row: row[3])
 
 
+def mean_ap(results):
+    """mAP of the clips' (classes, labels, scores) concatenated (evaluate's mAP, without
+    the onsets): None when no class has a positive."""
+    labels = np.concatenate([r[1] for r in results])
+    scores = np.concatenate([r[2] for r in results])
+    aps = [a for a in (evaluate.average_precision(labels[:, j], scores[:, j])
+                       for j in range(labels.shape[1])) if a is not None]
+    return float(np.mean(aps)) if aps else None
+
+
+def bootstrap(runs, resamples, seed=0):
+    """runs: one list of per-clip results per model, the same clips in the same order.
+    mAPs of `resamples` clip resamples (with replacement), the same resample for
+    every model: [resamples, models] (NaN where a resample has no positive)."""
+    rng = np.random.default_rng(seed)
+    n = len(runs[0])
+    out = np.full((resamples, len(runs)), np.nan)
+    for i in range(resamples):
+        pick = rng.integers(0, n, n)
+        for k, results in enumerate(runs):
+            value = mean_ap([results[j] for j in pick])
+            out[i, k] = np.nan if value is None else value
+    return out
+
+
+def interval(values):
+    """The 90 % interval of bootstrap values, [5th, 95th] percentile."""
+    values = values[~np.isnan(values)]
+    return [float(np.percentile(values, 5)), float(np.percentile(values, 95))] if len(values) else None
+
+
+def condition_groups(bases, manifest):
+    """{condition: [clip index]}, from each clip's manifest entry."""
+    entries = {c.get("name", c.get("clip")): c for c in manifest["clips"]}  # audio: name, video: clip
+    groups = {}
+    for i, base in enumerate(bases):
+        for condition in clip_conditions(entries[os.path.basename(base)]):
+            groups.setdefault(condition, []).append(i)
+    return groups
+
+
+def infer_all(model, bases, infer, recompute, jobs):
+    with tempfile.TemporaryDirectory() as scratch, \
+            concurrent.futures.ThreadPoolExecutor(jobs or os.cpu_count()) as pool:
+        return list(pool.map(lambda b: infer_clip(infer, model, b, recompute, scratch), bases))
+
+
+def compare(runs, groups, resamples, seed=0):
+    """Paired comparison of two models (runs[0] minus runs[1]) on all clips and on
+    each condition's: [(group, clips, mAP 0, mAP 1, difference, its 90 % interval)],
+    all clips first, then the conditions by difference, lowest first."""
+    rows = []
+    for name, members in [("all clips", list(range(len(runs[0]))))] + sorted(groups.items()):
+        picked = [[results[j] for j in members] for results in runs]
+        values = [mean_ap(p) for p in picked]
+        if None in values:
+            continue
+        draws = bootstrap(picked, resamples, seed)
+        rows.append((name, len(members), values[0], values[1], values[0] - values[1],
+                     interval(draws[:, 0] - draws[:, 1])))
+    return rows[:1] + sorted(rows[1:], key=lambda row: row[4])
+
+
 def score(model, directory, infer, recompute=False, jobs=None, threshold=0.5, hop_seconds=0.1,
-          manifest=None):
+          manifest=None, resamples=0, seed=0, other=None):
     bases = clip_bases(directory)
     if not bases:
         raise ValueError(f"{directory}: no clip_*.labels.csv (run models/data/prepare.py)")
-    with tempfile.TemporaryDirectory() as scratch, \
-            concurrent.futures.ThreadPoolExecutor(jobs or os.cpu_count()) as pool:
-        results = list(pool.map(lambda b: infer_clip(infer, model, b, recompute, scratch), bases))
+    results = infer_all(model, bases, infer, recompute, jobs)
     report = evaluate_clips(results, threshold, hop_seconds)
     report.update(clips=len(bases), model=os.path.basename(model),
                   engine="nystream-infer" + (" --recompute" if recompute else ""))
+    groups = condition_groups(bases, manifest) if manifest else {}
     if manifest:
-        report["by_condition"] = by_condition(bases, results, manifest, threshold, hop_seconds)
+        report["by_condition"] = by_condition(results, groups, threshold, hop_seconds)
+    if resamples:
+        report["mAP_interval"] = interval(bootstrap([results], resamples, seed)[:, 0])
+        report["by_condition"] = [row + (interval(bootstrap([[results[j] for j in groups[row[0]]]],
+                                                            resamples, seed)[:, 0]),)
+                                  for row in report.get("by_condition", [])]
+    if other:
+        report["compare"] = {"other": os.path.basename(other), "resamples": resamples, "rows":
+                             compare([results, infer_all(other, bases, infer, recompute, jobs)],
+                                     groups, resamples, seed)}
     return report
 
 
@@ -118,19 +191,40 @@ def main(argv=None):
     p.add_argument("--jobs", type=int, default=None)
     p.add_argument("--output", default=None)
     p.add_argument("--manifest", default=None, help="the media's manifest.json: mAP by condition")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                   help="clip resamples for 90 %% intervals (1000 is plenty)")
+    p.add_argument("--seed", type=int, default=0, help="of the resamples")
+    p.add_argument("--compare", default=None, metavar="OTHER",
+                   help="a second model file: the paired difference on the same clips")
     args = p.parse_args(argv)
+    if args.compare and not args.bootstrap:
+        p.error("--compare needs --bootstrap N")
     manifest = None
     if args.manifest:
         with open(args.manifest) as f:
             manifest = json.load(f)
     report = score(args.model, args.data, args.infer, args.recompute, args.jobs, args.threshold,
-                   args.hop_seconds, manifest)
+                   args.hop_seconds, manifest, args.bootstrap, args.seed, args.compare)
     print(f"{report['model']} ({report['engine']}), {report['clips']} clips")
     print(evaluate.format_report(report))
+    span = lambda i: f"{i[0]:.3f}..{i[1]:.3f}" if i else "-"  # noqa: E731
+    if args.bootstrap:
+        print(f"mAP 90 % interval ({args.bootstrap} clip resamples): {span(report['mAP_interval'])}")
     if manifest:
-        print("\n| condition | clips | tokens | classes | mAP |\n|---|---|---|---|---|")
-        for name, clips, tokens, m, classes in report["by_condition"]:
-            print(f"| {name} | {clips} | {tokens} | {classes} | {m:.3f} |")
+        extra = " 90 % interval |" if args.bootstrap else ""
+        print(f"\n| condition | clips | tokens | classes | mAP |{extra}\n|---|---|---|---|---|"
+              + ("---|" if args.bootstrap else ""))
+        for row in report["by_condition"]:
+            name, clips, tokens, m, classes = row[:5]
+            print(f"| {name} | {clips} | {tokens} | {classes} | {m:.3f} |"
+                  + (f" {span(row[5])} |" if args.bootstrap else ""))
+    if args.compare:
+        c = report["compare"]
+        print(f"\n{report['model']} minus {c['other']}, paired ({c['resamples']} clip resamples):\n"
+              "\n| clips of | clips | mAP | mAP other | difference | 90 % interval |\n"
+              "|---|---|---|---|---|---|")
+        for name, clips, a, b, d, i in c["rows"]:
+            print(f"| {name} | {clips} | {a:.3f} | {b:.3f} | {d:+.3f} | {span(i)} |")
     if args.output:
         with open(args.output, "w") as f:
             json.dump(report, f, indent=2)

@@ -1,6 +1,7 @@
 """nystream_ref.evaluate on hand-computed cases: average precision (with ties, no
 positives, non-finite frames), mAP, onset latency, and the CSV readers
-(nystream-infer's score format, rows joined on token, classes by name).
+(nystream-infer's score format, rows joined on token, classes by name); then
+nystream_ref.score's clip bootstrap and paired comparison.
 """
 import json
 import os
@@ -10,6 +11,7 @@ import tempfile
 from torch_test import SKIP  # noqa: F401  (exits 77 without numpy)
 
 from nystream_ref import evaluate as ev
+from nystream_ref import score as sc
 
 failures = []
 
@@ -19,6 +21,38 @@ def near(a, b, what, tol=1e-12):
     print(("ok   " if ok else "FAIL ") + f"{what}: got {a}, expected {b}")
     if not ok:
         failures.append(what)
+
+
+def check(condition, what):
+    print(("ok   " if condition else "FAIL ") + what)
+    if not condition:
+        failures.append(what)
+
+
+def check_bootstrap():
+    np = ev.np
+    classes = ["a", "b"]
+    # Clip 0 ranks both classes perfectly (AP 1), clip 1 inverts class a.
+    good = (classes, np.array([[1, 0], [0, 1], [1, 0]]), np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]]))
+    bad = (classes, np.array([[1, 0], [0, 1], [0, 1]]), np.array([[0.1, 0.2], [0.9, 0.7], [0.8, 0.9]]))
+    near(sc.mean_ap([good]), 1.0, "mean_ap of a perfect clip")
+    whole = sc.evaluate_clips([good, bad], 0.5, None)["mAP"]
+    near(sc.mean_ap([good, bad]), whole, "mean_ap is evaluate's mAP")
+    draws = sc.bootstrap([[good, bad]], 400, seed=1)[:, 0]
+    # A resample is 2 clips: both good (1.0), both bad, or one of each (= whole).
+    check(sc.mean_ap([bad, bad]) <= draws.min() and draws.max() == 1.0, "bootstrap range")
+    near(float(np.mean(draws == 1.0)), 0.25, "bootstrap: both clips good a quarter of the time", 0.06)
+    low, high = sc.interval(draws)
+    check(low <= whole <= high, "the interval holds the whole set's mAP")
+    # Paired: a model against itself differs by exactly 0 in every resample; against
+    # a model that is perfect on every clip, by the whole mAP minus 1.
+    same = sc.compare([[good, bad], [good, bad]], {"x": [0]}, 100)
+    near(same[0][4], 0.0, "compare with itself: difference")
+    check(same[0][5] == [0.0, 0.0], "compare with itself: interval [0, 0]")
+    perfect = (classes, bad[1], bad[1].astype(float))
+    other = sc.compare([[good, bad], [good, perfect]], {"x": [0], "y": [1]}, 100)
+    near(other[0][4], whole - 1.0, "compare: all clips' difference")
+    check([row[0] for row in other] == ["all clips", "y", "x"], "compare: the worst condition first")
 
 
 def main():
@@ -93,6 +127,7 @@ def main():
              "AP a with tied negatives")
         near(report["mAP"], ((1 / 3 + 1 / 2 + 3 / 5 + 2 / 3 + 5 / 8) / 5 + 1.0) / 2, "mAP")
         ev.main(["--labels", lp, "--scores", sp, "--output", os.path.join(d, "r.json")])
+    check_bootstrap()
     print("FAIL" if failures else "PASS", f"({len(failures)} failures)")
     return 1 if failures else 0
 
