@@ -433,15 +433,17 @@ class Stem(nn.Module):
         for conv in self.conv:
             x = F.relu(conv(x))
         height, g = x.shape[2], self.strips
-        if g and height % g == 0:
-            # Equal strips: one pooling op. Per-strip slices cost a full-size
-            # gradient buffer each in backward, most of a training step.
-            strips = F.max_pool2d(x, (height // g, x.shape[3])).flatten(2)
+        if g == 0:
+            strips, top = x.new_zeros(x.shape[:2] + (0,)), x.amax((2, 3)).unsqueeze(-1)
         else:
-            strips = torch.stack([x[:, :, i * height // g:(i + 1) * height // g].amax((2, 3))
-                                  for i in range(g)], -1) if g else x.new_zeros(x.shape[:2] + (0,))
-        # The strips cover every row: the global maximum is theirs.
-        top = strips.amax(-1, keepdim=True) if g else x.amax((2, 3)).unsqueeze(-1)
+            if height % g == 0:
+                # Equal strips: one pooling op. Per-strip slices cost a full-size
+                # gradient buffer each in backward, most of a training step.
+                strips = F.max_pool2d(x, (height // g, x.shape[3])).flatten(2)
+            else:
+                strips = torch.stack([x[:, :, i * height // g:(i + 1) * height // g].amax((2, 3))
+                                      for i in range(g)], -1)
+            top = strips.amax(-1, keepdim=True)  # the strips cover every row
         parts = torch.cat([strips, top, x.mean((2, 3)).unsqueeze(-1)], -1)
         return parts.reshape(*tokens.shape[:-1], -1)
 

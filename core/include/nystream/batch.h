@@ -159,12 +159,15 @@ class BatchModel {
     final_beta_ = w.final_beta.cast<S>();
     classifier_ = w.classifier.cast<S>();
     classifier_bias_ = w.classifier_bias.cast<S>();
-    for (const StemWeights::Conv& conv : w.stem.convs) {
-      stem_convs_.push_back(conv.weight.cast<S>());
-      stem_biases_.push_back(conv.bias.cast<S>());
+    if constexpr (std::is_same_v<S, float>) {
+      stem_weights_ = w.stem;
+    } else {
+      for (const StemWeights::Conv& conv : w.stem.convs) {
+        stem_convs_.push_back(conv.weight.cast<S>());
+        stem_biases_.push_back(conv.bias.cast<S>());
+      }
+      stem_proj_ = w.stem.proj.cast<S>();
     }
-    stem_proj_ = w.stem.proj.cast<S>();
-    if constexpr (std::is_same_v<S, float>) stem_weights_ = w.stem;
     const bool fixed = config_.attention == AttentionKind::kNystrom &&
                        config_.schedule == LandmarkSchedule::kFixed;
     if (model_pinv && fixed) {
@@ -462,10 +465,12 @@ class BatchModel {
   std::vector<Layer> layers_;
   std::vector<Landmarks<S>> fixed_;
   std::vector<MatrixT<S>> pinv_;  // model_pinv: layer l head h at l * heads + h
+  // The stem: float keeps the model's weights for ConvStem, double its casts
+  // for the direct-loop reference.
+  StemWeights stem_weights_;
   std::vector<MatrixT<S>> stem_convs_;
   std::vector<VectorT<S>> stem_biases_;
   MatrixT<S> stem_proj_;
-  StemWeights stem_weights_;  // float: for ConvStem
 };
 
 }  // namespace nystream
