@@ -155,7 +155,8 @@ robustness() {
     $python models/data/prepare.py --data "$media" --modality "${set%%-*}" --features "$features" \
       --model "$model" --splits validation --out "$media-features"
     (cd models && $python -m nystream_ref.score --model "../$model" --data "$media-features/validation" \
-      --infer "$infer" --manifest "$media/manifest.json" --output "$media.score.json") > "$media.score.md"
+      --infer "$infer" --manifest "$media/manifest.json" --bootstrap 1000 \
+      --output "$media.score.json") > "$media.score.md"
   done
 }
 
