@@ -139,19 +139,29 @@ def infer_all(model, bases, infer, recompute, jobs):
         return list(pool.map(lambda b: infer_clip(infer, model, b, recompute, scratch), bases))
 
 
-def compare(runs, groups, resamples, seed=0):
+ALL_CLIPS = "all clips"
+
+
+def group_draws(runs, groups, resamples, seed=0):
+    """bootstrap of every model on all clips and on each condition's clips (groups:
+    condition_groups): {name: [resamples, models]}, the same resamples for every model."""
+    everything = {ALL_CLIPS: list(range(len(runs[0]))), **groups}
+    return {name: bootstrap([[results[j] for j in members] for results in runs], resamples, seed)
+            for name, members in everything.items()}
+
+
+def compare(runs, groups, draws):
     """Paired comparison of two models (runs[0] minus runs[1]) on all clips and on
-    each condition's: [(group, clips, mAP 0, mAP 1, difference, its 90 % interval)],
-    all clips first, then the conditions by difference, lowest first."""
+    each condition's, draws: their group_draws. [(group, clips, mAP 0, mAP 1,
+    difference, its 90 % interval)], all clips first, then the conditions by
+    difference, lowest first."""
     rows = []
-    for name, members in [("all clips", list(range(len(runs[0]))))] + sorted(groups.items()):
-        picked = [[results[j] for j in members] for results in runs]
-        values = [mean_ap(p) for p in picked]
+    for name, members in [(ALL_CLIPS, list(range(len(runs[0]))))] + sorted(groups.items()):
+        values = [mean_ap([results[j] for j in members]) for results in runs]
         if None in values:
             continue
-        draws = bootstrap(picked, resamples, seed)
         rows.append((name, len(members), values[0], values[1], values[0] - values[1],
-                     interval(draws[:, 0] - draws[:, 1])))
+                     interval(draws[name][:, 0] - draws[name][:, 1])))
     return rows[:1] + sorted(rows[1:], key=lambda row: row[4])
 
 
@@ -167,15 +177,17 @@ def score(model, directory, infer, recompute=False, jobs=None, threshold=0.5, ho
     groups = condition_groups(bases, manifest) if manifest else {}
     if manifest:
         report["by_condition"] = by_condition(results, groups, threshold, hop_seconds)
+    if other and not resamples:
+        raise ValueError("comparing two models needs resamples")
+    runs = [results] + ([infer_all(other, bases, infer, recompute, jobs)] if other else [])
     if resamples:
-        report["mAP_interval"] = interval(bootstrap([results], resamples, seed)[:, 0])
-        report["by_condition"] = [row + (interval(bootstrap([[results[j] for j in groups[row[0]]]],
-                                                            resamples, seed)[:, 0]),)
+        draws = group_draws(runs, groups, resamples, seed)
+        report["mAP_interval"] = interval(draws[ALL_CLIPS][:, 0])
+        report["by_condition"] = [row + (interval(draws[row[0]][:, 0]),)
                                   for row in report.get("by_condition", [])]
     if other:
-        report["compare"] = {"other": os.path.basename(other), "resamples": resamples, "rows":
-                             compare([results, infer_all(other, bases, infer, recompute, jobs)],
-                                     groups, resamples, seed)}
+        report["compare"] = {"other": os.path.basename(other), "resamples": resamples,
+                             "rows": compare(runs, groups, draws)}
     return report
 
 

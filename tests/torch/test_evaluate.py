@@ -46,11 +46,13 @@ def check_bootstrap():
     check(low <= whole <= high, "the interval holds the whole set's mAP")
     # Paired: a model against itself differs by exactly 0 in every resample; against
     # a model that is perfect on every clip, by the whole mAP minus 1.
-    same = sc.compare([[good, bad], [good, bad]], {"x": [0]}, 100)
+    runs, groups = [[good, bad], [good, bad]], {"x": [0]}
+    same = sc.compare(runs, groups, sc.group_draws(runs, groups, 100))
     near(same[0][4], 0.0, "compare with itself: difference")
     check(same[0][5] == [0.0, 0.0], "compare with itself: interval [0, 0]")
     perfect = (classes, bad[1], bad[1].astype(float))
-    other = sc.compare([[good, bad], [good, perfect]], {"x": [0], "y": [1]}, 100)
+    runs, groups = [[good, bad], [good, perfect]], {"x": [0], "y": [1]}
+    other = sc.compare(runs, groups, sc.group_draws(runs, groups, 100))
     near(other[0][4], whole - 1.0, "compare: all clips' difference")
     check([row[0] for row in other] == ["all clips", "y", "x"], "compare: the worst condition first")
 
