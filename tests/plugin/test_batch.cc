@@ -365,8 +365,21 @@ guint64 element_stat(GstElement* e, const char* field) {
   return value;
 }
 
-// Buffers of 4800 samples are at least one token long at any rate up to 48 kHz,
-// so every buffer, the last included, completes a token.
+// Element messages the bus delivered from the element called name.
+int messages_from(const PipelineRun& run, const std::string& name) {
+  return run.messages.count(name) ? run.messages.at(name) : 0;
+}
+
+// Every token stepped and its result reported (on a buffer, or in a message
+// that reached the bus before EOS).
+void expect_every_result_reported(GstElement* d, const PipelineRun& run) {
+  const std::string name = GST_OBJECT_NAME(d);
+  EXPECT_EQ(element_stat(d, "messages"), (guint64)messages_from(run, name)) << name;
+  EXPECT_EQ(element_stat(d, "results"), element_stat(d, "steps")) << name;
+  EXPECT_EQ(element_stat(d, "tokens"), element_stat(d, "steps")) << name;
+  EXPECT_GT(element_stat(d, "batches"), 0u) << name;
+}
+
 std::string branch(const char* name, const std::string& properties, int freq) {
   return "audiotestsrc num-buffers=20 samplesperbuffer=4800 freq=" + std::to_string(freq) +
          " ! nyaudiodetect name=" + name + " model=" + test_model(kAudio) + " " + properties +
@@ -383,13 +396,9 @@ TEST_F(Batch, EosInAPipelinePostsPendingResults) {
                    &detectors);
   EXPECT_EQ(run.error, "");
   ASSERT_EQ(detectors.size(), 1u);
-  GstElement* d = detectors[0];
-  EXPECT_GE(run.messages.count("a") ? run.messages.at("a") : 0, 1);
-  EXPECT_EQ(element_stat(d, "messages"), (guint64)(run.messages.count("a") ? run.messages.at("a") : 0));
-  EXPECT_EQ(element_stat(d, "results"), element_stat(d, "steps"));
-  EXPECT_EQ(element_stat(d, "tokens"), element_stat(d, "steps"));
-  EXPECT_GT(element_stat(d, "batches"), 0u);
-  gst_object_unref(d);
+  EXPECT_GE(messages_from(run, "a"), 1);
+  expect_every_result_reported(detectors[0], run);
+  gst_object_unref(detectors[0]);
 }
 
 // Two branches in their own threads sharing a batch that never fills: which
@@ -404,12 +413,7 @@ TEST_F(Batch, EosWithTwoBranchesLosesNoResult) {
   EXPECT_EQ(run.error, "");
   ASSERT_EQ(detectors.size(), 2u);
   for (GstElement* d : detectors) {
-    const std::string name = GST_OBJECT_NAME(d);
-    const int seen = run.messages.count(name) ? run.messages.at(name) : 0;
-    EXPECT_EQ(element_stat(d, "messages"), (guint64)seen) << name;
-    EXPECT_EQ(element_stat(d, "results"), element_stat(d, "steps")) << name;
-    EXPECT_EQ(element_stat(d, "tokens"), element_stat(d, "steps")) << name;
-    EXPECT_GT(element_stat(d, "batches"), 0u) << name;
+    expect_every_result_reported(d, run);
     gst_object_unref(d);
   }
 }
