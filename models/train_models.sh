@@ -146,7 +146,9 @@ video() {
 robustness() {
   make_data robustness/video-media video_actions.py --clips 96 --val-fraction 1 \
     --max-actors 3 --random-format --seed 10
-  make_data robustness/audio-wav audio_mixtures.py --clips 120 --val-clip-fraction 1 --seed 21
+  # --split-seed 1: the validation sources of the training data (--seed 1).
+  make_data robustness/audio-wav audio_mixtures.py --clips 120 --val-clip-fraction 1 --seed 21 \
+    --split-seed 1
   [ -f "$work/robustness/audio-media/manifest.json" ] || $python models/data/transcode_audio.py \
     --data "$work/robustness/audio-wav" --out "$work/robustness/audio-media" --seed 21
   for set in video-media:video-actions audio-wav:audio-events audio-media:audio-events; do

@@ -13,7 +13,9 @@ with `dpkg-deb -x` into a cache, never committed) and from local synthesis
 
 Train and validation use disjoint SOURCES (package / package language folder /
 espeak-ng language and variant / soundfont and MIDI file / synthesis recipe /
-animal species / speaker gender), never a random split of clips.
+animal species / speaker gender), never a random split of clips. The split
+depends on --split-seed (default --seed): more validation clips for a model
+trained on --seed 1 data are --seed N --split-seed 1.
 
 Output (see models/data/README.md):
 
@@ -1353,6 +1355,10 @@ def main(argv=None):
     ap.add_argument("--val-clip-fraction", type=float, default=0.2, help="share of clips drawn from validation sources")
     ap.add_argument("--val-source-fraction", type=float, default=0.25, help="share of source units held out")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--split-seed", type=int, default=None,
+                    help="the train/validation split of the sources (default: --seed). Another "
+                         "draw of a model's validation clips must use the seed its training "
+                         "data was made with, else its validation sources overlap the training ones")
     ap.add_argument("--min-seconds", type=int, default=10)
     ap.add_argument("--max-seconds", type=int, default=30)
     ap.add_argument("--reverb-prob", type=float, default=0.35)
@@ -1374,7 +1380,7 @@ def main(argv=None):
             ap.error(str(e))
     roots = fetch_packages(args.cache, pkgs)
     t_fetch = time.time() - t0
-    salt = f"nystream-audio-v1-seed{args.seed}"
+    salt = f"nystream-audio-v1-seed{args.seed if args.split_seed is None else args.split_seed}"
     srcs = build_catalogue(roots, args.val_source_fraction, salt)
     by = {s: {} for s in SPLITS}
     beds = {s: [] for s in SPLITS}
