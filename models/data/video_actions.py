@@ -725,8 +725,16 @@ def make_clip(idx, split, args, roots, sprite_cache, out_dir):
     if wide and noise > 0:  # sensor noise: windows of one noise field (a fresh field per frame is slow)
         field = (255 * nrng.normal(0, noise, (H + 64, W + 64, 3))).astype(np.float32)
     png_frames = set(args.png_frames)
+    # per-frame buffers, reused; the frame is worked on as H x (W*3) rows, so that the
+    # per-channel gain is a row-long vector (a trailing axis of 3 makes numpy crawl)
+    canvas = np.empty((CH, CW, 3), np.float32)
+    frame = np.empty((H, W * 3), np.float32 if wide else np.float64)
+    frame8 = np.empty((H, W, 3), np.uint8)
     for i in range(n):
-        canvas = bg.copy() if bg_frame is None else bg_frame(i)
+        if bg_frame is None:
+            np.copyto(canvas, bg)
+        else:
+            canvas = bg_frame(i)
         for d in dists:
             t = i / fps
             ang, bob, al = 0.0, 0.0, 1.0
@@ -746,21 +754,24 @@ def make_clip(idx, split, args, roots, sprite_cache, out_dir):
             if alp > 0.003:
                 composite(canvas, a["spr"], x, y, sc, ang, shr, alp, a["flip"])
         ix, iy = int(round(M + shx[i])), int(round(M + shy[i]))
-        if wide:  # the same in float32, in place (np.clip and float64 are slow at 480 lines)
-            frame = canvas[iy:iy + H, ix:ix + W] * (gain[i] * tint * 255).astype(np.float32)
+        view = canvas[iy:iy + H, ix:ix + W].reshape(H, W * 3)
+        if wide:  # the same in float32 (float64 is slow at 480 lines)
+            np.multiply(view, np.tile((gain[i] * tint * 255).astype(np.float32), W), out=frame)
             if noise > 0:
                 jy, jx = nrng.integers(0, 65, 2)
-                frame += field[jy:jy + H, jx:jx + W]
+                frame += field[jy:jy + H, jx:jx + W].reshape(H, W * 3)
             frame += 0.5
-            np.maximum(frame, 0, out=frame)
+            np.maximum(frame, 0, out=frame)  # np.clip is slower
             np.minimum(frame, 255, out=frame)
-            frame8 = frame.astype(np.uint8)
         else:
-            frame = canvas[iy:iy + H, ix:ix + W] * (gain[i] * tint)
+            np.multiply(view, np.tile(gain[i] * tint, W), out=frame)
             if noise > 0:
-                frame = frame + nrng.normal(0, noise, frame.shape).astype(np.float32)
-            frame8 = (np.clip(frame, 0, 1) * 255 + 0.5).astype(np.uint8)
-        enc.stdin.write(frame8.tobytes())
+                frame += nrng.normal(0, noise, frame.shape).astype(np.float32)
+            np.clip(frame, 0, 1, out=frame)
+            frame *= 255
+            frame += 0.5
+        frame8.reshape(H, W * 3)[:] = frame
+        enc.stdin.write(frame8)
         if i in png_frames and args.png_dir:
             write_png(os.path.join(args.png_dir, "%s_%s_f%04d.png" % (split, name, i)), frame8)
     enc.stdin.close()
