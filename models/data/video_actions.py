@@ -193,13 +193,25 @@ def read_pam(data):
     return np.frombuffer(data[pos:pos + w * h * d], np.uint8).reshape(h, w, d)
 
 
+def decode_rgba(path, pre=()):
+    out = run(["ffmpeg", "-v", "error", *pre, "-i", path, "-frames:v", "1",
+               "-f", "image2pipe", "-c:v", "pam", "-pix_fmt", "rgba", "-"]).stdout
+    return read_pam(out)
+
+
+_RASTERS = {}  # path -> uint8 RGBA of a raster stamp: it decodes the same for any height
+
+
 def load_rgba(path, height, max_w=None):
     """Stamp -> float32 RGBA (premultiplied), cropped to its alpha box, about `height` tall."""
     check_path(path)
-    pre = ["-height", str(height * 2), "-keep_ar", "1"] if path.endswith(".svg") else []
-    out = run(["ffmpeg", "-v", "error"] + pre + ["-i", path, "-frames:v", "1",
-               "-f", "image2pipe", "-c:v", "pam", "-pix_fmt", "rgba", "-"]).stdout
-    img = read_pam(out).astype(np.float32) / 255.0
+    if path.endswith(".svg"):  # rendered for the height
+        rgba = decode_rgba(path, ["-height", str(height * 2), "-keep_ar", "1"])
+    else:
+        if path not in _RASTERS:
+            _RASTERS[path] = decode_rgba(path)
+        rgba = _RASTERS[path]
+    img = rgba.astype(np.float32) / 255.0
     a = img[..., 3]
     ys, xs = np.nonzero(a > 0.05)
     if len(ys) == 0:
