@@ -29,6 +29,7 @@ for VP8).
 
 import argparse
 import ctypes
+import fcntl
 import hashlib
 import json
 import os
@@ -744,6 +745,10 @@ def make_clip(idx, split, args, roots, sprite_cache, out_dir):
     enc = subprocess.Popen(["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
                             "-s", "%dx%d" % (W, H), "-r", str(fps), "-i", "-"] + scale + codec + [vpath],
                            stdin=subprocess.PIPE)
+    try:  # room for a whole frame: a write does not wait for ffmpeg in 64 KB steps
+        fcntl.fcntl(enc.stdin, fcntl.F_SETPIPE_SZ, 1 << 20)
+    except OSError:
+        pass
     nrng = np.random.default_rng(ss.spawn(1)[0])
     if wide and noise > 0:  # sensor noise: windows of one noise field (a fresh field per frame is slow)
         field = (255 * nrng.normal(0, noise, (H + 64, W + 64, 3))).astype(np.float32)
