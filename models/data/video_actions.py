@@ -318,10 +318,11 @@ def composite(canvas, sprite, fx, fy, scale, angle, shear=0.0, alpha=1.0, flip=F
         col, row = (col + 0.5) / f - 0.5, (row + 0.5) / f - 0.5
     p = bilinear(src, row, col)
     p *= alpha
-    a = p[..., 3:4]
+    keep = 1 - p[..., 3]
     region = canvas[y0:y1, x0:x1]
-    region *= 1 - a
-    region += p[..., :3]
+    for ch in range(3):  # channel by channel: numpy is slow on a trailing axis of 3
+        region[..., ch] *= keep
+        region[..., ch] += p[..., ch]
 
 
 _MIPS = {}
