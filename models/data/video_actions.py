@@ -285,8 +285,13 @@ def composite(canvas, sprite, fx, fy, scale, angle, shear=0.0, alpha=1.0, flip=F
     """Draw premultiplied RGBA `sprite` so its feet (bottom centre) land at canvas (fx, fy),
     scaled by `scale`, rotated by `angle` radians about the feet, top sheared by `shear`
     (fraction of height, x offset of the top relative to the feet)."""
+    blend(canvas, sprite_patch(canvas.shape, sprite, fx, fy, scale, angle, shear, alpha, flip))
+
+
+def sprite_patch(canvas_shape, sprite, fx, fy, scale, angle, shear=0.0, alpha=1.0, flip=False):
+    """What composite draws: (y0, x0, premultiplied RGBA box), or None when off the canvas."""
     sh, sw = sprite.shape[:2]
-    H, W = canvas.shape[:2]
+    H, W = canvas_shape[:2]
     c, s = np.cos(angle), np.sin(angle)
     # sprite local coords: u (x from centre), v (up from feet), in sprite pixels
     # forward: local (u, v) -> sheared u' = u + shear * v ; rotate ; scale ; translate
@@ -298,7 +303,7 @@ def composite(canvas, sprite, fx, fy, scale, angle, shear=0.0, alpha=1.0, flip=F
     x0, x1 = int(max(0, np.floor(X.min()) - 1)), int(min(W, np.ceil(X.max()) + 2))
     y0, y1 = int(max(0, np.floor(Y.min()) - 1)), int(min(H, np.ceil(Y.max()) + 2))
     if x0 >= x1 or y0 >= y1:
-        return
+        return None
     # per column / per row, broadcast: the same values as on a full grid
     dx = ((np.arange(x0, x1) - fx) / scale)[None, :]
     dy = (-(np.arange(y0, y1) - fy) / scale)[:, None]
@@ -318,8 +323,15 @@ def composite(canvas, sprite, fx, fy, scale, angle, shear=0.0, alpha=1.0, flip=F
         col, row = (col + 0.5) / f - 0.5, (row + 0.5) / f - 0.5
     p = bilinear(src, row, col)
     p *= alpha
+    return y0, x0, p
+
+
+def blend(canvas, patch):
+    if patch is None:
+        return
+    y0, x0, p = patch
     keep = 1 - p[..., 3]
-    region = canvas[y0:y1, x0:x1]
+    region = canvas[y0:y0 + p.shape[0], x0:x0 + p.shape[1]]
     for ch in range(3):  # channel by channel: numpy is slow on a trailing axis of 3
         region[..., ch] *= keep
         region[..., ch] += p[..., ch]
@@ -754,6 +766,24 @@ def make_clip(idx, split, args, roots, sprite_cache, out_dir):
     if wide and noise > 0:  # sensor noise: windows of one noise field (a fresh field per frame is slow)
         field = (255 * nrng.normal(0, noise, (H + 64, W + 64, 3))).astype(np.float32)
     png_frames = set(args.png_frames)
+
+    def distractor_patch(d, t):
+        ang, bob, al = 0.0, 0.0, 1.0
+        if d["mode"] == "spin":
+            ang = 2 * np.pi * d["hz"] * t + d["ph"]
+        elif d["mode"] == "bob":
+            bob = 2.0 * np.sin(2 * np.pi * d["hz"] * t + d["ph"])
+        elif d["mode"] == "fade":
+            al = 0.5 + 0.5 * np.sin(2 * np.pi * d["hz"] * t + d["ph"])
+        h = d["spr"].shape[0]
+        # spin about the centre: put the feet so the centre stays fixed
+        fx = d["x"] - np.sin(ang) * h / 2
+        fy = d["y"] + np.cos(ang) * h / 2 + bob
+        return sprite_patch((CH, CW), d["spr"], fx, fy, 1.0, ang, alpha=al)
+
+    for d in dists:
+        if d["mode"] == "static":  # the same patch in every frame: sampled once
+            d["patch"] = distractor_patch(d, 0.0)
     # per-frame buffers, reused; the frame is worked on as H x (W*3) rows, so that the
     # per-channel gain is a row-long vector (a trailing axis of 3 makes numpy crawl)
     canvas = np.empty((CH, CW, 3), np.float32)
@@ -765,19 +795,7 @@ def make_clip(idx, split, args, roots, sprite_cache, out_dir):
         else:
             canvas = bg_frame(i)
         for d in dists:
-            t = i / fps
-            ang, bob, al = 0.0, 0.0, 1.0
-            if d["mode"] == "spin":
-                ang = 2 * np.pi * d["hz"] * t + d["ph"]
-            elif d["mode"] == "bob":
-                bob = 2.0 * np.sin(2 * np.pi * d["hz"] * t + d["ph"])
-            elif d["mode"] == "fade":
-                al = 0.5 + 0.5 * np.sin(2 * np.pi * d["hz"] * t + d["ph"])
-            h = d["spr"].shape[0]
-            # spin about the centre: put the feet so the centre stays fixed
-            fx = d["x"] - np.sin(ang) * h / 2
-            fy = d["y"] + np.cos(ang) * h / 2 + bob
-            composite(canvas, d["spr"], fx, fy, 1.0, ang, alpha=al)
+            blend(canvas, d["patch"] if d["mode"] == "static" else distractor_patch(d, i / fps))
         for a in sorted(actors, key=lambda a: a["st"][1][i]):  # nearer (lower feet) drawn last
             x, y, sc, ang, shr, alp = (v[i] for v in a["st"])
             if alp > 0.003:
