@@ -1371,6 +1371,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if not 1 <= args.min_seconds <= args.max_seconds:
         ap.error("need 1 <= --min-seconds <= --max-seconds")
+    if args.split_seed is None:  # resolved here so the manifest records the split used
+        args.split_seed = args.seed
     t0 = time.time()
     pkgs = [p for p in args.packages.split(",") if p]
     for p in pkgs:
@@ -1380,7 +1382,7 @@ def main(argv=None):
             ap.error(str(e))
     roots = fetch_packages(args.cache, pkgs)
     t_fetch = time.time() - t0
-    salt = f"nystream-audio-v1-seed{args.seed if args.split_seed is None else args.split_seed}"
+    salt = f"nystream-audio-v1-seed{args.split_seed}"
     srcs = build_catalogue(roots, args.val_source_fraction, salt)
     by = {s: {} for s in SPLITS}
     beds = {s: [] for s in SPLITS}
