@@ -128,13 +128,21 @@ video() {
     $python models/data/prepare.py --data "$work/video/media-$seed" --modality video \
       --features "$features" --params "$params" --out "$work/video/features-$seed" --splits train
   done
+  # Wider clips (issue 18): 1-3 actors, moving backgrounds, random size, frame rate
+  # and codec; training sprites and background videos only (--val-fraction 0).
+  for seed in 11 12; do
+    make_data "video/media-wide-$seed" video_actions.py --clips 150 --val-fraction 0 \
+      --max-actors 3 --random-format --seed $seed
+    $python models/data/prepare.py --data "$work/video/media-wide-$seed" --modality video \
+      --features "$features" --params "$params" --out "$work/video/features-wide-$seed" --splits train
+  done
   arch="--window 32 --landmarks 8 --input-dim 120 --embed-dim 64 --heads 4 --ff-dim 128"
   budget="--steps 4500 --batch 64 --lr 2e-3 --seed 0 --feature-noise 0.3 --feature-dropout 0.2"
   for variant in nystrom-continual nystrom-fixed nystrom-batch softmax; do
     # shellcheck disable=SC2086
     train_variant video $variant video-actions $arch $budget \
       --extractor video-motion --extractor-params "$params" \
-      --data-note "models/data/video_actions.py: --clips 240 --seed 0 and --clips 120 --seed 1-6, 8, 9, train splits" &
+      --data-note "models/data/video_actions.py: --clips 240 --seed 0 and --clips 120 --seed 1-6, 8, 9, train splits; --clips 150 --val-fraction 0 --max-actors 3 --random-format --seed 11, 12" &
     if [ $variant = nystrom-fixed ]; then wait; fi
   done
   wait
