@@ -123,18 +123,17 @@ video() {
   params='{"analysis_width": 96, "analysis_height": 72, "search_range": 6, "motion_threshold": 6.0, "thumb_width": 1, "thumb_height": 1, "grid_cols": 1, "grid_rows": 1, "compensate_camera": true, "motion_histograms": true, "long_baseline": 5}'
   $python models/data/prepare.py --data "$work/video/media" --modality video \
     --features "$features" --params "$params" --out "$work/video/features"
-  for seed in 1 2 3 4 5 6 8 9; do
-    make_data "video/media-$seed" video_actions.py --clips 120 --seed $seed
-    $python models/data/prepare.py --data "$work/video/media-$seed" --modality video \
-      --features "$features" --params "$params" --out "$work/video/features-$seed" --splits train
-  done
+  training_clips() {  # NAME video_actions.py-args: video/media-NAME, features of its training split
+    clips=$1; shift
+    make_data "video/media-$clips" video_actions.py "$@"
+    $python models/data/prepare.py --data "$work/video/media-$clips" --modality video \
+      --features "$features" --params "$params" --out "$work/video/features-$clips" --splits train
+  }
+  for seed in 1 2 3 4 5 6 8 9; do training_clips $seed --clips 120 --seed $seed; done
   # Wider clips (issue 18): 1-3 actors, moving backgrounds, random size, frame rate
   # and codec; training sprites and background videos only (--val-fraction 0).
   for seed in 11 12; do
-    make_data "video/media-wide-$seed" video_actions.py --clips 150 --val-fraction 0 \
-      --max-actors 3 --random-format --seed $seed
-    $python models/data/prepare.py --data "$work/video/media-wide-$seed" --modality video \
-      --features "$features" --params "$params" --out "$work/video/features-wide-$seed" --splits train
+    training_clips wide-$seed --clips 150 --val-fraction 0 --max-actors 3 --random-format --seed $seed
   done
   arch="--window 32 --landmarks 8 --input-dim 120 --embed-dim 64 --heads 4 --ff-dim 128"
   budget="--steps 4500 --batch 64 --lr 2e-3 --seed 0 --feature-noise 0.3 --feature-dropout 0.2"
