@@ -138,8 +138,21 @@ VIDEO_SOURCES = {
                        "balle1-vp9.avi", "retroMars2018.avi"]],
     "ocv_megamind": [("opencv-doc", OCV + "Megamind.avi")],
     "mecavideo_classroom": [("python3-mecavideo", MECA + "balle-jbart.mp4")],
+    # --more-videos: training videos from other packages, one source each, so that the lab's five are
+    # not all the played motion a model learns to ignore: real footage (a bird at a handheld camera, a
+    # 1906 car race, hands on a desk, a rocket launch), motion graphics, a 3-D render, a cartoon.
+    "imageio_cockatoo": [("python3-imageio", "usr/lib/python3/dist-packages/imageio/resources/images/cockatoo.mp4")],
+    "nbsphinx_film": [("python-nbsphinx-doc", "usr/share/doc/python-nbsphinx/html/www/wikimediacommons/"
+                                              "Shepard_Calais_1906_FrenchGP.ogv")],
+    "node_opencv_desk": [("node-opencv", "usr/share/doc/node-opencv/examples/files/motion.mov")],
+    "renpy_launch": [("renpy-demo", "usr/share/games/renpy/demo/game/oa4_launch.webm")],
+    "openboard_graphics": [("openboard-common", "usr/share/openboard/library/videos/wannaworktogether.mp4")],
+    "gem_render": [("gem-doc", "usr/share/gem/examples/data/anim-1.mov")],
+    "tupi_cartoon": [("tupi-data", "usr/share/tupi/data/help/examples/example.avi")],
 }
 SPLIT_VIDEOS = {"train": ["mecavideo_lab"], "validation": ["ocv_megamind", "mecavideo_classroom"]}
+MORE_TRAIN_VIDEOS = ["imageio_cockatoo", "nbsphinx_film", "node_opencv_desk", "renpy_launch",
+                     "openboard_graphics", "gem_render", "tupi_cartoon"]
 # Panning/zooming stills use the split's still sources.
 SPLIT_STILLS = {"train": ["ocv_scenes_a"], "validation": ["ocv_scenes_b"]}
 EXTRA_PACKAGES = {"python3-mecavideo": "mecavideo"}  # fetched only when videos are played
@@ -599,7 +612,7 @@ def make_clip(idx, split, args, roots, sprite_cache, out_dir):
     if args.moving_backgrounds > 0 and rng.random() < args.moving_backgrounds:
         flip = bool(rng.random() < 0.5)
         if rng.random() < args.video_share:  # a packaged video, played (ping-pong looped)
-            bgsrc = str(rng.choice(SPLIT_VIDEOS[split]))
+            bgsrc = str(rng.choice(args.split_videos[split]))
             pkg, rel = VIDEO_SOURCES[bgsrc][int(rng.integers(len(VIDEO_SOURCES[bgsrc])))]
             path = src(pkg, rel)
             dur = video_duration(path)
@@ -908,7 +921,11 @@ def main():
                          "--max-actors or --random-format, else 0)")
     ap.add_argument("--video-share", type=float, default=0.5,
                     help="share of the moving backgrounds that are videos (the rest: panning stills)")
+    ap.add_argument("--more-videos", action="store_true",
+                    help="training clips also play videos from 7 other packages (MORE_TRAIN_VIDEOS), "
+                         "each source as likely as the lab's five videos together")
     args = ap.parse_args()
+    args.split_videos = dict(SPLIT_VIDEOS, train=SPLIT_VIDEOS["train"] + (MORE_TRAIN_VIDEOS if args.more_videos else []))
     keep_freed_memory()
     if args.moving_backgrounds is None:
         args.moving_backgrounds = 0.6 if (args.max_actors is not None or args.random_format) else 0.0
@@ -920,6 +937,8 @@ def main():
     roots = fetch_packages(args.cache)
     if args.moving_backgrounds > 0:
         roots |= fetch_packages(args.cache, EXTRA_PACKAGES)
+        if args.more_videos:
+            roots |= fetch_packages(args.cache, sorted({pkg for v in MORE_TRAIN_VIDEOS for pkg, _ in VIDEO_SOURCES[v]}))
     os.makedirs(args.out, exist_ok=True)
     split_rng = np.random.default_rng(np.random.SeedSequence([args.seed, 0xC0FFEE]))
     n_val = int(round(args.clips * args.val_fraction))
@@ -953,11 +972,11 @@ def main():
     manifest = {
         "generator": "models/data/video_actions.py",
         "generator_sha256": hashlib.sha256(open(__file__, "rb").read()).hexdigest(),
-        "args": {k: v for k, v in vars(args).items() if k not in ("out", "cache", "png_dir")},
+        "args": {k: v for k, v in vars(args).items() if k not in ("out", "cache", "png_dir", "split_videos")},
         "classes": CLASSES,
         "packages": {p: roots[p][1] for p in roots},
         "split_rule": "by sprite category and background source (never by clip)",
-        "moving_background_sources": ({s: {"videos": {v: [p for _, p in VIDEO_SOURCES[v]] for v in SPLIT_VIDEOS[s]},
+        "moving_background_sources": ({s: {"videos": {v: [p for _, p in VIDEO_SOURCES[v]] for v in args.split_videos[s]},
                                            "panning_stills": SPLIT_STILLS[s]} for s in SPLITS}
                                       if args.moving_backgrounds > 0 else None),
         "splits": {s: {"actor_categories": {c: ACTOR_CATEGORIES[c] for c in d["actors"]},

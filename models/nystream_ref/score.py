@@ -16,9 +16,10 @@ background, held-out video / sprites, camera).
 --bootstrap N resamples the clips N times (with replacement) and gives the 90 %
 interval of each mAP: on a hundred clips it spans several points, more than many
 changes a model gets. --compare OTHER.safetensors scores a second model on the
-same clips and gives the paired difference (this model minus OTHER) with its
-interval from the same resamples, overall and by condition: the way to say that
-one model is better on a set.
+same clips (--compare-data DIR: their features from OTHER's own front end) and
+gives the paired difference (this model minus OTHER) with its interval from the
+same resamples, overall and by condition: the way to say that one model is
+better on a set.
 """
 import argparse
 import concurrent.futures
@@ -166,10 +167,15 @@ def compare(runs, groups, draws):
 
 
 def score(model, directory, infer, recompute=False, jobs=None, threshold=0.5, hop_seconds=0.1,
-          manifest=None, resamples=0, seed=0, other=None):
+          manifest=None, resamples=0, seed=0, other=None, other_directory=None):
     bases = clip_bases(directory)
     if not bases:
         raise ValueError(f"{directory}: no clip_*.labels.csv (run models/data/prepare.py)")
+    other_bases = bases
+    if other_directory:  # the other model's front end: its features of the same clips
+        other_bases = clip_bases(other_directory)
+        if [os.path.basename(b) for b in other_bases] != [os.path.basename(b) for b in bases]:
+            raise ValueError(f"{other_directory}: not the clips of {directory}")
     results = infer_all(model, bases, infer, recompute, jobs)
     report = evaluate_clips(results, threshold, hop_seconds)
     report.update(clips=len(bases), model=os.path.basename(model),
@@ -179,7 +185,7 @@ def score(model, directory, infer, recompute=False, jobs=None, threshold=0.5, ho
         report["by_condition"] = by_condition(results, groups, threshold, hop_seconds)
     if other and not resamples:
         raise ValueError("comparing two models needs resamples")
-    runs = [results] + ([infer_all(other, bases, infer, recompute, jobs)] if other else [])
+    runs = [results] + ([infer_all(other, other_bases, infer, recompute, jobs)] if other else [])
     if resamples:
         draws = group_draws(runs, groups, resamples, seed)
         report["mAP_interval"] = interval(draws[ALL_CLIPS][:, 0])
@@ -208,15 +214,19 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0, help="of the resamples")
     p.add_argument("--compare", default=None, metavar="OTHER",
                    help="a second model file: the paired difference on the same clips")
+    p.add_argument("--compare-data", default=None, metavar="DIR",
+                   help="the same clips prepared with the second model's front end (default: --data)")
     args = p.parse_args(argv)
     if args.compare and not args.bootstrap:
         p.error("--compare needs --bootstrap N")
+    if args.compare_data and not args.compare:
+        p.error("--compare-data needs --compare")
     manifest = None
     if args.manifest:
         with open(args.manifest) as f:
             manifest = json.load(f)
     report = score(args.model, args.data, args.infer, args.recompute, args.jobs, args.threshold,
-                   args.hop_seconds, manifest, args.bootstrap, args.seed, args.compare)
+                   args.hop_seconds, manifest, args.bootstrap, args.seed, args.compare, args.compare_data)
     print(f"{report['model']} ({report['engine']}), {report['clips']} clips")
     print(evaluate.format_report(report))
     span = lambda i: f"{i[0]:.3f}..{i[1]:.3f}" if i else "-"  # noqa: E731

@@ -55,6 +55,19 @@ def check_bootstrap():
     other = sc.compare(runs, groups, sc.group_draws(runs, groups, 100))
     near(other[0][4], whole - 1.0, "compare: all clips' difference")
     check([row[0] for row in other] == ["all clips", "y", "x"], "compare: the worst condition first")
+    # --compare-data: the other model's features must be of the same clips (checked
+    # before anything runs, so no engine is needed here).
+    with tempfile.TemporaryDirectory() as d:
+        for sub, clips in (("mine", ("clip_00000", "clip_00001")), ("other", ("clip_00000", "clip_00002"))):
+            os.makedirs(os.path.join(d, sub))
+            for c in clips:
+                open(os.path.join(d, sub, c + ".labels.csv"), "w").close()
+        try:
+            sc.score("m.safetensors", os.path.join(d, "mine"), "/nonexistent/nystream-infer", resamples=10,
+                     other="o.safetensors", other_directory=os.path.join(d, "other"))
+            check(False, "compare_data: other clips are refused")
+        except ValueError as e:
+            check("not the clips of" in str(e), f"compare_data: other clips are refused ({e})")
 
 
 def main():
