@@ -12,7 +12,8 @@
 # `tests/models/test_shipped_models.py SRC BUILD WORK --write` records the
 # re-scoring set's mAP that the model cards quote.
 # Needs the build (build/cli/nystream-features, nystream-infer, build/bench/nystream-bench) and what
-# tools/install-deps.sh installs. About three hours on 2 cores: the continual-landmark
+# tools/install-deps.sh installs. About five hours on 2 cores, most of it making the video
+# clips (one generator at a time, about 5 s per wide clip); the continual-landmark
 # variants train about three times as long as the others.
 set -e
 cd "$(dirname "$0")/.."
