@@ -91,6 +91,16 @@ ACTOR_CATEGORIES = {
                             "seasonal/winter/snowman2.svg", "seasonal/halloween/ghost.png",
                             "people/cartoon/snowman.png", "people/cartoon/mermaid.png",
                             "people/toys/grannysmith.png", "seasonal/easter/bunny.png"],
+    # --more-actors: things that are not people, acting as the people do (training only), so that
+    # an action is its motion, not a person's shape.
+    "objects_acting": ["clothes/black_dress.svg", "clothes/bluejeans1.svg", "clothes/jacket.svg",
+                       "clothes/t_poloshirt.png", "clothes/hikingboot.svg", "household/electronics/laptop.svg",
+                       "household/electronics/mobile.svg", "household/electronics/monitor.svg",
+                       "household/electronics/inkjet_printer.svg", "medical/stethoscope.png", "medical/tooth.png",
+                       "medical/syringe.png", "symbols/faces/happy.png", "symbols/faces/mad.png",
+                       "household/dishes/teapot.png", "household/dishes/bottle.svg", "household/dishes/mug.png",
+                       "hobbies/kite.svg", "household/arttools/painttube.svg",
+                       "people/cartoon/girl_in_wheelchair.svg"],
 }
 # Distractors (objects that never do a labelled action), by category.
 DISTRACTOR_CATEGORIES = {
@@ -149,10 +159,23 @@ VIDEO_SOURCES = {
     "openboard_graphics": [("openboard-common", "usr/share/openboard/library/videos/wannaworktogether.mp4")],
     "gem_render": [("gem-doc", "usr/share/gem/examples/data/anim-1.mov")],
     "tupi_cartoon": [("tupi-data", "usr/share/tupi/data/help/examples/example.avi")],
+    # --more-videos 2: five more, from other kinds of motion: music-visualiser renders, a fire
+    # loop, drifting dots of a vision-science demo, a phone video of a dog, a webcam talking head.
+    "lebiniou_visuals": [("lebiniou-data", "usr/share/lebiniou/vue/media/lebiniou-2021-06-10_%s.mp4" % t)
+                         for t in ["12-17-47", "12-19-19", "12-19-53", "12-23-00", "12-23-40", "12-24-29",
+                                   "12-27-01", "12-27-41", "12-28-28", "12-32-58", "12-34-46", "12-35-23"]],
+    "castle_flame": [("castle-game-engine-doc", "usr/share/doc/castle-game-engine-doc/examples/lazarus/"
+                                                "two_controls/data/fireplace/flame/flame_seamless_compressed.avi")],
+    "psychtoolbox_discs": [("psychtoolbox-3-common", "usr/share/psychtoolbox-3/PsychDemos/MovieDemos/DualDiscs.mov")],
+    "forensics_phone": [("forensics-samples-files", "usr/share/forensics-samples/original-files/" + p)
+                        for p in ["movie1/VID_20191220_170832.mp4", "movie2/movie-hello.mp4"]],
+    "kphotoalbum_webcam": [("kphotoalbum", "usr/share/kphotoalbum/demo/movie.avi")],
 }
 SPLIT_VIDEOS = {"train": ["mecavideo_lab"], "validation": ["ocv_megamind", "mecavideo_classroom"]}
-MORE_TRAIN_VIDEOS = ["imageio_cockatoo", "nbsphinx_film", "node_opencv_desk", "renpy_launch",
-                     "openboard_graphics", "gem_render", "tupi_cartoon"]
+MORE_TRAIN_VIDEOS = [["imageio_cockatoo", "nbsphinx_film", "node_opencv_desk", "renpy_launch",
+                      "openboard_graphics", "gem_render", "tupi_cartoon"],
+                     ["lebiniou_visuals", "castle_flame", "psychtoolbox_discs", "forensics_phone",
+                      "kphotoalbum_webcam"]]  # --more-videos N adds the first N lists
 # Panning/zooming stills use the split's still sources.
 SPLIT_STILLS = {"train": ["ocv_scenes_a"], "validation": ["ocv_scenes_b"]}
 EXTRA_PACKAGES = {"python3-mecavideo": "mecavideo"}  # fetched only when videos are played
@@ -710,7 +733,7 @@ def make_clip(idx, split, args, roots, sprite_cache, out_dir):
             idle = bool(rng.random() < (args.idle_fraction if n_act > 1 else args.idle_fraction / 3))
             if n_act > 1:  # actors of one clip differ in size a little
                 h_a = max(6, int(round(base_h * rng.uniform(0.75, 1.3))))
-        cat, rel, spr = sprite(sp["actors"], h_a)
+        cat, rel, spr = sprite(args.split_actors[split], h_a)
         st, lab, ev = actor_timeline(rng, n, fps, W, H, h_a, lanes[a], M, idle)
         flip = bool(rng.random() < 0.5)
         meta_a = {"category": cat, "package": "tuxpaint-stamps-default", "path": STAMPS + rel,
@@ -921,11 +944,18 @@ def main():
                          "--max-actors or --random-format, else 0)")
     ap.add_argument("--video-share", type=float, default=0.5,
                     help="share of the moving backgrounds that are videos (the rest: panning stills)")
-    ap.add_argument("--more-videos", action="store_true",
-                    help="training clips also play videos from 7 other packages (MORE_TRAIN_VIDEOS), "
-                         "each source as likely as the lab's five videos together")
+    ap.add_argument("--more-videos", type=int, nargs="?", const=1, default=0, metavar="N",
+                    help="training clips also play videos from other packages: 7 (N = 1, the default "
+                         "when given) or 12 (N = 2) (MORE_TRAIN_VIDEOS), each source as likely as the "
+                         "lab's five videos together")
+    ap.add_argument("--more-actors", action="store_true",
+                    help="training actors are also drawn from 20 objects (clothes, devices, dishes, faces, "
+                         "...: ACTOR_CATEGORIES['objects_acting']) that act as the people do")
     args = ap.parse_args()
-    args.split_videos = dict(SPLIT_VIDEOS, train=SPLIT_VIDEOS["train"] + (MORE_TRAIN_VIDEOS if args.more_videos else []))
+    more_videos = [v for videos in MORE_TRAIN_VIDEOS[:args.more_videos] for v in videos]
+    args.split_videos = dict(SPLIT_VIDEOS, train=SPLIT_VIDEOS["train"] + more_videos)
+    args.split_actors = {s: d["actors"] + (["objects_acting"] if args.more_actors and s == "train" else [])
+                         for s, d in SPLITS.items()}
     keep_freed_memory()
     if args.moving_backgrounds is None:
         args.moving_backgrounds = 0.6 if (args.max_actors is not None or args.random_format) else 0.0
@@ -937,8 +967,8 @@ def main():
     roots = fetch_packages(args.cache)
     if args.moving_backgrounds > 0:
         roots |= fetch_packages(args.cache, EXTRA_PACKAGES)
-        if args.more_videos:
-            roots |= fetch_packages(args.cache, sorted({pkg for v in MORE_TRAIN_VIDEOS for pkg, _ in VIDEO_SOURCES[v]}))
+        if more_videos:
+            roots |= fetch_packages(args.cache, sorted({pkg for v in more_videos for pkg, _ in VIDEO_SOURCES[v]}))
     os.makedirs(args.out, exist_ok=True)
     split_rng = np.random.default_rng(np.random.SeedSequence([args.seed, 0xC0FFEE]))
     n_val = int(round(args.clips * args.val_fraction))
@@ -972,14 +1002,15 @@ def main():
     manifest = {
         "generator": "models/data/video_actions.py",
         "generator_sha256": hashlib.sha256(open(__file__, "rb").read()).hexdigest(),
-        "args": {k: v for k, v in vars(args).items() if k not in ("out", "cache", "png_dir", "split_videos")},
+        "args": {k: v for k, v in vars(args).items()
+                 if k not in ("out", "cache", "png_dir", "split_videos", "split_actors")},
         "classes": CLASSES,
         "packages": {p: roots[p][1] for p in roots},
         "split_rule": "by sprite category and background source (never by clip)",
         "moving_background_sources": ({s: {"videos": {v: [p for _, p in VIDEO_SOURCES[v]] for v in args.split_videos[s]},
                                            "panning_stills": SPLIT_STILLS[s]} for s in SPLITS}
                                       if args.moving_backgrounds > 0 else None),
-        "splits": {s: {"actor_categories": {c: ACTOR_CATEGORIES[c] for c in d["actors"]},
+        "splits": {s: {"actor_categories": {c: ACTOR_CATEGORIES[c] for c in args.split_actors[s]},
                        "distractor_categories": {c: DISTRACTOR_CATEGORIES[c] for c in d["distractors"]},
                        "background_sources": {b: [p for _, p in BACKGROUND_SOURCES[b]] for b in d["backgrounds"]}}
                    for s, d in SPLITS.items()},
