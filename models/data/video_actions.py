@@ -91,8 +91,8 @@ ACTOR_CATEGORIES = {
                             "seasonal/winter/snowman2.svg", "seasonal/halloween/ghost.png",
                             "people/cartoon/snowman.png", "people/cartoon/mermaid.png",
                             "people/toys/grannysmith.png", "seasonal/easter/bunny.png"],
-    # --more-actors: things that are not people, acting as the people do (training only), so that
-    # an action is its motion, not a person's shape.
+    # --more-actors: 19 things that are not people and the one person stamp no other category uses,
+    # acting as the people do (training only), so that an action is its motion, not a person's shape.
     "objects_acting": ["clothes/black_dress.svg", "clothes/bluejeans1.svg", "clothes/jacket.svg",
                        "clothes/t_poloshirt.png", "clothes/hikingboot.svg", "household/electronics/laptop.svg",
                        "household/electronics/mobile.svg", "household/electronics/monitor.svg",
@@ -949,8 +949,8 @@ def main():
                          "when given) or 12 (N = 2) (MORE_TRAIN_VIDEOS), each source as likely as the "
                          "lab's five videos together")
     ap.add_argument("--more-actors", action="store_true",
-                    help="training actors are also drawn from 20 objects (clothes, devices, dishes, faces, "
-                         "...: ACTOR_CATEGORIES['objects_acting']) that act as the people do")
+                    help="training actors are also drawn from 20 stamps that act as the people do: 19 objects "
+                         "(clothes, devices, dishes, faces, ...) and one person (ACTOR_CATEGORIES['objects_acting'])")
     args = ap.parse_args()
     more_videos = [v for videos in MORE_TRAIN_VIDEOS[:args.more_videos] for v in videos]
     args.split_videos = dict(SPLIT_VIDEOS, train=SPLIT_VIDEOS["train"] + more_videos)
