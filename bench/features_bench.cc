@@ -239,7 +239,13 @@ int main(int argc, char** argv) {
         ->Unit(benchmark::kMicrosecond);
   else
     std::fprintf(stderr, "skipping the shipped model's front end: %s\n", error.c_str());
-  // The same front end with the stem part appended (stem_width 32, stem_height 24).
+  // The same front end with the blob part (motion_blobs 3), then instead the stem part
+  // (stem_width 32, stem_height 24).
+  nystream::VideoMotionParams blobs = shipped;
+  blobs.motion_blobs = 3;
+  benchmark::RegisterBenchmark("video-motion/640x480-30fps/I420/video-actions-model+blobs3", BM_VideoMotion,
+                               PixelFormat::kI420, blobs)
+      ->Unit(benchmark::kMicrosecond);
   shipped.stem_width = 32, shipped.stem_height = 24;
   benchmark::RegisterBenchmark("video-motion/640x480-30fps/I420/video-actions-model+stem32x24", BM_VideoMotion,
                                PixelFormat::kI420, shipped)

@@ -512,6 +512,71 @@ TEST(VideoMotion, LongBaselineSeesSlowScaleChange) {
   EXPECT_EQ(q.long_baseline, 5);
 }
 
+// --- motion_blobs: each blob of coherent motion on its own --------------------
+
+enum BlobValue { kBArea = 0, kBShare = 1, kBCx = 2, kBCy = 3, kBVx = 4, kBVy = 5, kBSpreadV = 13 };
+
+// An actor walks right over a "played video": two halves of the background
+// whose content flows up and down (water, a crowd). Pooled, the histograms see
+// mostly vertical motion and a diluted mean; the heaviest blob is the actor,
+// moving right at its speed.
+TEST(VideoMotion, BlobsSeparateAnActorFromAMovingBackground) {
+  const auto pixel = [](double t, int r, int c) {
+    const double ax = 40 + 80 * t;  // the actor's left edge: 80 px/s, 3.2 analysis pixels per token
+    if (c > ax && c < ax + 50 && r > 70 && r < 190) return 235.0 - 0.6 * texture(2 * (c - ax) + 500, 1.5 * r);
+    const double flow = c < kW / 2 ? 60 * t : -60 * t;  // left half up, right half down
+    return texture(c + (c < kW / 2 ? 0 : 700), r + flow);
+  };
+  const std::vector<std::uint8_t> video = render_fn(pixel, 2.0, 30);
+  VideoMotionParams p = extended(true);  // at the shipped model's analysis size
+  p.analysis_width = 128, p.analysis_height = 96, p.search_range = 8, p.motion_threshold = 6;
+  p.thumb_width = p.thumb_height = p.grid_cols = p.grid_rows = 1;
+  VideoMotionParams bp = p;
+  bp.motion_blobs = 4;
+  ASSERT_EQ(bp.dim(), p.dim() + 4 * VideoMotionParams::kBlobFeatures);
+  auto plain = make(gray(30), p);
+  auto x = make(gray(30), bp);
+  const TokenCollector ref = run(*plain, video, 30), t = run(*x, video, 30);
+  ASSERT_EQ(t.count(), 20);
+  const int blobs = p.dim();
+  int found = 0;
+  double actor_vx = 0, actor_spread = 0;
+  for (int k = 0; k < t.count(); ++k) {
+    // The values before the part are the descriptor without it, bit for bit.
+    ASSERT_TRUE(std::equal(ref.data.begin() + k * ref.dim, ref.data.begin() + (k + 1) * ref.dim,
+                           t.data.begin() + k * t.dim)) << "token " << k;
+    if (k < 2) continue;
+    const float* heaviest = t.data.data() + k * t.dim + blobs;
+    if (heaviest[kBVx] * bp.search_range > 1.6) {  // the actor, moving right
+      ++found;
+      actor_vx += heaviest[kBVx] * bp.search_range;
+      actor_spread += heaviest[kBSpreadV] * bp.search_range;
+    }
+  }
+  const double pooled_vx = value_mean(t, hist_offset(bp) + kHVx, 2, 20) * bp.search_range;
+  actor_vx /= std::max(found, 1);
+  actor_spread /= std::max(found, 1);
+  std::printf("heaviest blob the actor in %d of 18 tokens: vx %+.2f px/token (true +3.20), vector spread %.2f; pooled vx %+.2f\n",
+              found, actor_vx, actor_spread, pooled_vx);
+  EXPECT_GE(found, 16);
+  EXPECT_NEAR(actor_vx, 3.2, 0.6);
+  EXPECT_LT(actor_spread, 0.35 * actor_vx);  // its edge blocks hold some of the flow
+  EXPECT_LT(pooled_vx, 0.5 * actor_vx);  // what the pooled part reports
+  // An empty slot is zero; the part is zero on the first token.
+  for (int j = blobs; j < bp.dim(); ++j) EXPECT_EQ(t.data[j], 0.0f);
+  VideoMotionParams q;
+  std::string error;
+  EXPECT_FALSE(VideoMotionParams::parse("{\"motion_blobs\": 3}", &q, &error));
+  EXPECT_NE(error.find("needs motion_histograms"), std::string::npos) << error;
+  EXPECT_FALSE(VideoMotionParams::parse("{\"motion_histograms\": true, \"motion_blobs\": 9}", &q, &error));
+  ASSERT_TRUE(VideoMotionParams::parse(bp.to_json(), &q, &error)) << error;
+  EXPECT_EQ(q.motion_blobs, 4);
+  // With long_baseline the part is measured again against the older frame.
+  bp.long_baseline = 5;
+  EXPECT_EQ(bp.long_dim(), VideoMotionParams::kCameraFeatures + VideoMotionParams::kHistogramFeatures +
+                               4 * VideoMotionParams::kBlobFeatures);
+}
+
 // --- stem_width / stem_height: the input of a model's convolutional stem ------
 
 // A frame at the analysis size (64 x 48, so the scaling is a copy): pixel

@@ -82,9 +82,20 @@ MotionDescriptor::MotionDescriptor(const VideoMotionParams& params, int stride)
     hist_rows_ = (params.analysis_height - kHistBlock) / kHistStep + 1;
     blocks_.resize(static_cast<std::size_t>(hist_cols_) * hist_rows_);
   }
+  if (params.motion_blobs > 0) {
+    cell_block_.assign(blocks_.size(), -1);
+    parent_.assign(blocks_.size(), 0);
+    blob_.resize(blocks_.size());
+    chosen_.assign(params.motion_blobs, 0);
+    tracks_.resize(params.motion_blobs);
+    prev_tracks_.resize(params.motion_blobs);
+  }
 }
 
-void MotionDescriptor::reset() noexcept { have_previous_stats_ = have_previous_hist_ = false; }
+void MotionDescriptor::reset() noexcept {
+  have_previous_stats_ = have_previous_hist_ = false;
+  prev_track_count_ = 0;
+}
 
 // Edge replication lets every candidate offset read in bounds without checks.
 void MotionDescriptor::pad_previous(const std::uint8_t* prev, int src_stride) noexcept {
@@ -169,9 +180,10 @@ void MotionDescriptor::match(const std::uint8_t* cur, int x0, int y0, int bw, in
 
 void MotionDescriptor::compute_motion_parts(const std::uint8_t* cur, const std::uint8_t* prev, float* out) noexcept {
   float* hist = out + (p_.compensate_camera ? VideoMotionParams::kCameraFeatures : 0);
-  std::fill(out, hist + VideoMotionParams::kHistogramFeatures, 0.0f);
+  std::fill(out, hist + VideoMotionParams::kHistogramFeatures + p_.blob_dim(), 0.0f);
   if (!prev) {
     have_previous_hist_ = false;
+    prev_track_count_ = 0;
     return;
   }
   if (p_.compensate_camera)
@@ -179,6 +191,7 @@ void MotionDescriptor::compute_motion_parts(const std::uint8_t* cur, const std::
   else
     pad_previous(prev, stride_);
   histograms(cur, hist);
+  if (p_.motion_blobs) blobs(hist + VideoMotionParams::kHistogramFeatures);
 }
 
 void MotionDescriptor::compute(const std::uint8_t* cur, const std::uint8_t* prev, float* out) noexcept {
@@ -192,10 +205,11 @@ void MotionDescriptor::compute(const std::uint8_t* cur, const std::uint8_t* prev
   float* global = grid + 3 * cells;
   float* camera = global + VideoMotionParams::kGlobalFeatures;
   float* hist = camera + (p_.compensate_camera ? VideoMotionParams::kCameraFeatures : 0);
-  std::fill(grid, hist + (p_.motion_histograms ? VideoMotionParams::kHistogramFeatures : 0), 0.0f);
+  std::fill(grid, hist + (p_.motion_histograms ? VideoMotionParams::kHistogramFeatures : 0) + p_.blob_dim(), 0.0f);
   global[14] = static_cast<float>(brightness);
   if (!prev) {
     have_previous_stats_ = have_previous_hist_ = false;
+    prev_track_count_ = 0;
     return;
   }
   if (p_.compensate_camera)
@@ -203,6 +217,7 @@ void MotionDescriptor::compute(const std::uint8_t* cur, const std::uint8_t* prev
   else
     pad_previous(prev, stride_);
   if (p_.motion_histograms) histograms(cur, hist);
+  if (p_.motion_blobs) blobs(hist + VideoMotionParams::kHistogramFeatures);
   const int bw = p_.block_width(), bh = p_.block_height(), R = p_.search_range;
   double prev_brightness = 0, total_energy = 0;
   double w_sum = 0, wx = 0, wy = 0, wdx = 0, wdy = 0;
@@ -372,6 +387,7 @@ void MotionDescriptor::histograms(const std::uint8_t* cur, float* out) noexcept 
   float* lower = out + bins;
   float* scalar = out + 2 * bins;
   std::size_t n = 0;
+  moving_ = 0;
   double w_sum = 0, wx = 0, wy = 0;
   for (int by = 0; by < hist_rows_; ++by)
     for (int bx = 0; bx < hist_cols_; ++bx) {
@@ -389,10 +405,12 @@ void MotionDescriptor::histograms(const std::uint8_t* cur, float* out) noexcept 
       k.w = mean_diff / 255.0f;
       k.x = x0 + 0.5f * kHistBlock;
       k.y = y0 + 0.5f * kHistBlock;
+      k.cell = by * hist_cols_ + bx;
       w_sum += k.w;
       wx += k.w * k.x;
       wy += k.w * k.y;
     }
+  moving_ = n;
   scalar[0] = static_cast<float>(n) / static_cast<float>(blocks_.size());
   if (n == 0 || w_sum < 1e-6) {
     have_previous_hist_ = false;
@@ -463,6 +481,141 @@ void MotionDescriptor::histograms(const std::uint8_t* cur, float* out) noexcept 
   prev_vy_ = static_cast<float>(vy / R);
   prev_hsx_ = static_cast<float>(hsx);
   prev_hsy_ = static_cast<float>(hsy);
+}
+
+// Blobs of coherent motion: moving blocks (as histograms() found them) that are
+// grid neighbours with similar vectors join one blob, so an actor walking over a
+// played video, or beside another actor, is measured on its own instead of
+// pooled with everything that moves. "Similar" allows a quarter of the faster
+// vector's length (or the still speed), so the varying vectors of a rotating or
+// growing actor stay one blob. The motion_blobs heaviest blobs (sum of block
+// difference weights) are written heaviest first, kBlobFeatures each:
+//   0 blocks / all blocks     1 weight / the moving region's weight
+//   2, 3 centroid (x, y), -1..1              4, 5 mean motion / search_range
+//   6, 7 spread (x, y) / analysis height     8 ln(spread y / spread x), +-3
+//   9, 10 divergence and rotation rate about the centroid, +-1
+//   11, 12 upper minus lower half's mean motion / search_range
+//   13 spread of the vectors about their mean / search_range (rigid motion ~0)
+//   14 change of value 5, 15, 16 ln of the spread's ratio (+-1), against the
+//      previous token's blob nearest to where this one's centroid came from
+// Unused slots and the changes of an unmatched blob are zero.
+void MotionDescriptor::blobs(float* out) noexcept {
+  const int R = p_.search_range, W = p_.analysis_width, H = p_.analysis_height;
+  const int slots = p_.motion_blobs;
+  const int n = static_cast<int>(moving_);
+  if (n == 0) {
+    prev_track_count_ = 0;
+    return;
+  }
+  std::fill(cell_block_.begin(), cell_block_.end(), -1);
+  double w_total = 0;
+  for (int i = 0; i < n; ++i) {
+    cell_block_[blocks_[i].cell] = i;
+    parent_[i] = i;
+    w_total += blocks_[i].w;
+  }
+  auto find = [&](int i) {
+    while (parent_[i] != i) i = parent_[i] = parent_[parent_[i]];
+    return i;
+  };
+  const double still = H / 96.0;
+  auto join = [&](int i, int j) {
+    const Block &a = blocks_[i], &b = blocks_[j];
+    const double la = std::hypot(a.dx, a.dy), lb = std::hypot(b.dx, b.dy);
+    if (std::hypot(a.dx - b.dx, a.dy - b.dy) > std::max(still, 0.25 * std::max(la, lb))) return;
+    const int ri = find(i), rj = find(j);
+    if (ri != rj) parent_[std::max(ri, rj)] = std::min(ri, rj);  // the lower root wins: order-independent
+  };
+  for (int i = 0; i < n; ++i) {
+    const int cell = blocks_[i].cell;
+    if (cell % hist_cols_ > 0 && cell_block_[cell - 1] >= 0) join(i, cell_block_[cell - 1]);
+    if (cell >= hist_cols_ && cell_block_[cell - hist_cols_] >= 0) join(i, cell_block_[cell - hist_cols_]);
+  }
+  for (int i = 0; i < n; ++i) blob_[i] = Blob{};
+  for (int i = 0; i < n; ++i) {
+    const Block& k = blocks_[i];
+    Blob& b = blob_[find(i)];
+    b.w += k.w;
+    b.wx += k.w * k.x;
+    b.wy += k.w * k.y;
+    b.wdx += k.w * k.dx;
+    b.wdy += k.w * k.dy;
+    ++b.count;
+  }
+  int found = 0;
+  for (; found < slots; ++found) {
+    int best = -1;
+    for (int i = 0; i < n; ++i)
+      if (parent_[i] == i && blob_[i].count > 0 && (best < 0 || blob_[i].w > blob_[best].w)) best = i;
+    if (best < 0) break;
+    chosen_[found] = best;
+    blob_[best].count = -blob_[best].count;  // taken
+  }
+  const double floor_var = kHistBlock * kHistBlock / 12.0;
+  for (int s = 0; s < found; ++s) {
+    const int root = chosen_[s];
+    const Blob& b = blob_[root];
+    const double cx = b.wx / b.w, cy = b.wy / b.w, mvx = b.wdx / b.w, mvy = b.wdy / b.w;
+    double sxx = 0, syy = 0, div = 0, curl = 0, spread_v = 0;
+    double uw = 0, uvx = 0, uvy = 0, lw = 0, lvx = 0, lvy = 0;
+    for (int i = 0; i < n; ++i) {
+      if (find(i) != root) continue;
+      const Block& k = blocks_[i];
+      const double rx = k.x - cx, ry = k.y - cy;
+      sxx += k.w * rx * rx;
+      syy += k.w * ry * ry;
+      div += k.w * (rx * k.dx + ry * k.dy);
+      curl += k.w * (rx * k.dy - ry * k.dx);
+      spread_v += k.w * ((k.dx - mvx) * (k.dx - mvx) + (k.dy - mvy) * (k.dy - mvy));
+      const bool is_upper = k.y < cy;
+      (is_upper ? uw : lw) += k.w;
+      (is_upper ? uvx : lvx) += k.w * k.dx;
+      (is_upper ? uvy : lvy) += k.w * k.dy;
+    }
+    const double hsx = std::sqrt(sxx / b.w + floor_var), hsy = std::sqrt(syy / b.w + floor_var);
+    float* f = out + s * VideoMotionParams::kBlobFeatures;
+    f[0] = static_cast<float>(-b.count) / static_cast<float>(blocks_.size());
+    f[1] = static_cast<float>(b.w / w_total);
+    f[2] = static_cast<float>(cx / W * 2 - 1);
+    f[3] = static_cast<float>(cy / H * 2 - 1);
+    f[4] = static_cast<float>(mvx / R);
+    f[5] = static_cast<float>(mvy / R);
+    f[6] = static_cast<float>(hsx / H);
+    f[7] = static_cast<float>(hsy / H);
+    f[8] = static_cast<float>(std::clamp(std::log(hsy / hsx), -3.0, 3.0));
+    const double r2 = sxx + syy;
+    if (r2 > b.w) {
+      f[9] = static_cast<float>(std::clamp(div / r2, -1.0, 1.0));
+      f[10] = static_cast<float>(std::clamp(curl / r2, -1.0, 1.0));
+    }
+    if (uw > 0 && lw > 0) {
+      f[11] = static_cast<float>((uvx / uw - lvx / lw) / R);
+      f[12] = static_cast<float>((uvy / uw - lvy / lw) / R);
+    }
+    f[13] = static_cast<float>(std::sqrt(spread_v / b.w) / R);
+    // The previous blob whose centroid, moved by its own motion, lands nearest.
+    int match = -1;
+    double match_d2 = 0;
+    for (int j = 0; j < prev_track_count_; ++j) {
+      const BlobTrack& t = prev_tracks_[j];
+      const double ex = cx - (t.x + t.vx), ey = cy - (t.y + t.vy);
+      const double d2 = ex * ex + ey * ey, reach2 = 4.0 * (t.sx * t.sx + t.sy * t.sy) + H * H / 64.0;
+      if (d2 < reach2 && (match < 0 || d2 < match_d2)) {
+        match = j;
+        match_d2 = d2;
+      }
+    }
+    if (match >= 0) {
+      const BlobTrack& t = prev_tracks_[match];
+      f[14] = static_cast<float>((mvy - t.vy) / R);
+      f[15] = static_cast<float>(std::clamp(std::log(hsx / t.sx), -1.0, 1.0));
+      f[16] = static_cast<float>(std::clamp(std::log(hsy / t.sy), -1.0, 1.0));
+    }
+    tracks_[s] = BlobTrack{static_cast<float>(cx), static_cast<float>(cy), static_cast<float>(mvx),
+                           static_cast<float>(mvy), static_cast<float>(hsx), static_cast<float>(hsy)};
+  }
+  std::swap(tracks_, prev_tracks_);
+  prev_track_count_ = found;
 }
 
 }  // namespace nystream::detail

@@ -47,6 +47,9 @@ class MotionDescriptor {
   void compensate(const std::uint8_t* cur, const std::uint8_t* prev, float* camera) noexcept;
   // motion_histograms: the translation-invariant part from cur and padded_.
   void histograms(const std::uint8_t* cur, float* out) noexcept;
+  // motion_blobs: the part of the heaviest blobs of coherent motion, from the
+  // moving blocks histograms() found.
+  void blobs(float* out) noexcept;
 
   VideoMotionParams p_;
   int stride_;
@@ -59,11 +62,26 @@ class MotionDescriptor {
   float prev_cx_ = 0, prev_cy_ = 0, prev_sx_ = 0, prev_sy_ = 0;
 
   // motion_histograms: 8 x 8 blocks every 4 pixels.
-  struct Block { float w, dx, dy, x, y; };
+  struct Block { float w, dx, dy, x, y; int cell; };
   int hist_cols_ = 0, hist_rows_ = 0;
   std::vector<Block> blocks_;  // the moving blocks of the current token
+  std::size_t moving_ = 0;     // how many of blocks_ are this token's
   bool have_previous_hist_ = false;
   float prev_vy_ = 0, prev_hsx_ = 0, prev_hsy_ = 0;
+
+  // motion_blobs: union-find over the moving blocks, sums per blob, and the
+  // previous token's blobs (to measure how each one changed).
+  struct Blob {
+    double w = 0, wx = 0, wy = 0, wdx = 0, wdy = 0;  // sums over its blocks, weighted
+    int count = 0;                                   // its blocks; negated once written out
+  };
+  struct BlobTrack { float x, y, vx, vy, sx, sy; };
+  std::vector<int> cell_block_;  // hist cell -> index in blocks_, or -1
+  std::vector<int> parent_;      // per moving block: union-find parent
+  std::vector<Blob> blob_;       // per root block: its blob's sums
+  std::vector<int> chosen_;      // the heaviest roots, heaviest first
+  std::vector<BlobTrack> tracks_, prev_tracks_;
+  int prev_track_count_ = 0;
 };
 
 }  // namespace nystream::detail

@@ -133,11 +133,11 @@ std::string LogMelParams::to_json() const {
 
 int VideoMotionParams::dim() const {
   return thumb_width * thumb_height + 3 * grid_cols * grid_rows + kGlobalFeatures +
-         (compensate_camera ? kCameraFeatures : 0) + (motion_histograms ? kHistogramFeatures : 0) + long_dim() + stem_dim();
+         (compensate_camera ? kCameraFeatures : 0) + (motion_histograms ? kHistogramFeatures : 0) + blob_dim() + long_dim() + stem_dim();
 }
 
 int VideoMotionParams::long_dim() const {
-  return long_baseline > 0 ? (compensate_camera ? kCameraFeatures : 0) + kHistogramFeatures : 0;
+  return long_baseline > 0 ? (compensate_camera ? kCameraFeatures : 0) + kHistogramFeatures + blob_dim() : 0;
 }
 
 VideoMotionParams VideoMotionParams::long_baseline_params() const {
@@ -169,6 +169,8 @@ std::string VideoMotionParams::validate() const {
   if (!(e = range("long_baseline", long_baseline, 0, 50)).empty()) return e;
   if (long_baseline > 0 && !motion_histograms) return "long_baseline needs motion_histograms";
   if (long_baseline > 0 && 2 * search_range > 32) return "long_baseline needs search_range <= 16 (it searches twice as far)";
+  if (!(e = range("motion_blobs", motion_blobs, 0, 8)).empty()) return e;
+  if (motion_blobs > 0 && !motion_histograms) return "motion_blobs needs motion_histograms";
   if (!(e = range("stem_width", stem_width, 0, analysis_width)).empty()) return e + " (at most analysis_width)";
   if (!(e = range("stem_height", stem_height, 0, analysis_height)).empty()) return e + " (at most analysis_height)";
   if ((stem_width == 0) != (stem_height == 0)) return "stem_width and stem_height are both 0 (no stem part) or both set";
@@ -182,7 +184,7 @@ bool VideoMotionParams::parse(const std::string& json, VideoMotionParams* out, s
                                               "thumb_width", "thumb_height",   "grid_cols",
                                               "grid_rows",   "search_range",   "motion_threshold",
                                               "timestamp_tolerance_ns", "compensate_camera",
-                                              "motion_histograms", "long_baseline", "stem_width",
+                                              "motion_histograms", "long_baseline", "motion_blobs", "stem_width",
                                               "stem_height"};
   Json j;
   VideoMotionParams p;
@@ -199,6 +201,7 @@ bool VideoMotionParams::parse(const std::string& json, VideoMotionParams* out, s
                   read_key(j, "compensate_camera", &p.compensate_camera, &e) &&
                   read_key(j, "motion_histograms", &p.motion_histograms, &e) &&
                   read_key(j, "long_baseline", &p.long_baseline, &e) &&
+                  read_key(j, "motion_blobs", &p.motion_blobs, &e) &&
                   read_key(j, "stem_width", &p.stem_width, &e) && read_key(j, "stem_height", &p.stem_height, &e);
   if (!ok) { *error = "video-motion: " + e; return false; }
   if (!(e = p.validate()).empty()) { *error = "video-motion: " + e; return false; }
@@ -220,6 +223,7 @@ std::string VideoMotionParams::to_json() const {
             {"compensate_camera", compensate_camera},
             {"motion_histograms", motion_histograms},
             {"long_baseline", long_baseline},
+            {"motion_blobs", motion_blobs},
             {"stem_width", stem_width},
             {"stem_height", stem_height}};
   return j.dump();

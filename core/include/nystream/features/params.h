@@ -68,6 +68,10 @@ struct VideoMotionParams {
                                    // and histogram parts again, measured against the frame this
                                    // many tokens earlier at +-2 search_range: an actor's size
                                    // changes by a fraction of a pixel per token, several over it
+  int motion_blobs = 0;            // 0..8 (with motion_histograms): appends kBlobFeatures for each
+                                   // of the this many heaviest blobs of coherent motion (connected
+                                   // moving blocks with similar vectors), heaviest first: an actor
+                                   // measured apart from a moving background and from other actors
   int stem_width = 0;              // > 0 (with stem_height; each divides the analysis size):
   int stem_height = 0;             // appends the token's gray frame, block means of the analysis
                                    // image (0..1), then its difference to the previous token's
@@ -76,9 +80,11 @@ struct VideoMotionParams {
   int block_width() const { return analysis_width / grid_cols; }
   int block_height() const { return analysis_height / grid_rows; }
   // thumbnail + 3 per grid cell (dx, dy, difference energy) + kGlobalFeatures
-  // [+ kCameraFeatures] [+ kHistogramFeatures] [+ long_dim()] [+ stem_dim()].
+  // [+ kCameraFeatures] [+ kHistogramFeatures] [+ blob_dim()] [+ long_dim()] [+ stem_dim()].
   int dim() const;
-  // The long-baseline part: [kCameraFeatures] + kHistogramFeatures, or 0.
+  // The blob part: kBlobFeatures motion_blobs.
+  int blob_dim() const { return kBlobFeatures * motion_blobs; }
+  // The long-baseline part: [kCameraFeatures] + kHistogramFeatures + blob_dim(), or 0.
   int long_dim() const;
   // The stem part, last in the token: 2 stem_height stem_width, or 0.
   int stem_dim() const { return 2 * stem_width * stem_height; }
@@ -89,6 +95,7 @@ struct VideoMotionParams {
   static constexpr int kHistogramBins = 17;     // per half: still + 8 directions x 2 speeds
   static constexpr int kHistogramScalars = 13;
   static constexpr int kHistogramFeatures = 2 * kHistogramBins + kHistogramScalars;
+  static constexpr int kBlobFeatures = 17;
   std::string validate() const;
   static bool parse(const std::string& json, VideoMotionParams* out, std::string* error);
   std::string to_json() const;

@@ -28,7 +28,9 @@
 //   [histograms] motion_histograms only: translation-invariant direction x speed
 //                histograms of the moving region's upper and lower part, its
 //                spread, scale change, divergence, rotation, ...
-//   [long]       long_baseline > 0 only: camera and histogram parts again, from
+//   [blobs]      motion_blobs > 0 only: per blob of coherent motion (the heaviest
+//                first), its size, place, mean motion, spread, rotation, ...
+//   [long]       long_baseline > 0 only: camera, histogram and blob parts again, from
 //                the frame long_baseline tokens earlier (zero until there is one)
 //   [stem]       stem_width > 0 only: the gray image's stem_height x stem_width
 //                block means, 0..1, then their difference to the previous token's
