@@ -82,6 +82,7 @@ TEST(Alloc, VideoPushAllocatesNothingAfterWarmUp) {
     params.compensate_camera = params.motion_histograms = pf == PixelFormat::kGRAY8;
     params.long_baseline = pf == PixelFormat::kGRAY8 ? 5 : 0;
     params.motion_blobs = pf == PixelFormat::kGRAY8 ? 3 : 0;
+    params.camera_zoom = pf == PixelFormat::kGRAY8;
     params.stem_width = pf == PixelFormat::kGRAY8 ? 32 : 0;
     params.stem_height = pf == PixelFormat::kGRAY8 ? 24 : 0;
     auto x = VideoMotionExtractor::create(params, f, &error);

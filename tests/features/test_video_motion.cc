@@ -386,6 +386,42 @@ TEST(VideoMotion, CompensationCancelsAPanningCamera) {
   EXPECT_LT(value_mean(dim_down, hist_offset(on) + kHMoving, 1, 10), 0.05);
 }
 
+// The camera zooms in (3 % a token) while panning over a static textured
+// scene: the shift alone leaves the zoom's radial motion everywhere; with
+// camera_zoom it is fitted and almost nothing moves.
+TEST(VideoMotion, CameraZoomCancelsAZoomingCamera) {
+  const auto pixel = [](double t, int r, int c) {
+    const double z = std::exp(0.3 * t);
+    return texture(3 * (200 + 10 * t + (c - 160) / z), 3 * (120 + (r - 120) / z));
+  };
+  const std::vector<std::uint8_t> video = render_fn(pixel, 2.0, 30);
+  VideoMotionParams shift = extended(true);
+  shift.analysis_width = 128, shift.analysis_height = 96, shift.search_range = 8, shift.motion_threshold = 6;
+  VideoMotionParams zoom = shift;
+  zoom.camera_zoom = true;
+  ASSERT_EQ(zoom.dim(), shift.dim() + 1);
+  auto a = make(gray(30), shift);
+  auto b = make(gray(30), zoom);
+  const TokenCollector t_shift = run(*a, video, 30), t_zoom = run(*b, video, 30);
+  const int cam = camera_offset(zoom);
+  const double magnification = value_mean(t_zoom, cam + 3, 1, 20);
+  const double moving_shift = value_mean(t_shift, hist_offset(shift) + kHMoving, 1, 20);
+  const double moving_zoom = value_mean(t_zoom, hist_offset(zoom) + kHMoving, 1, 20);
+  const double div_shift = value_mean(t_shift, hist_offset(shift) + kHDiv, 1, 20);
+  const double div_zoom = value_mean(t_zoom, hist_offset(zoom) + kHDiv, 1, 20);
+  std::printf("ln zoom per token %.4f (true 0.03); moving blocks %.2f -> %.2f, divergence %+.3f -> %+.3f\n",
+              magnification, moving_shift, moving_zoom, div_shift, div_zoom);
+  EXPECT_NEAR(magnification, 0.03, 0.006);
+  EXPECT_GT(moving_shift, 0.3);  // shift-only compensation leaves the zoom moving
+  EXPECT_LT(moving_zoom, 0.25 * moving_shift);
+  EXPECT_GT(div_shift, 0.015);   // ... and it looks like an approach
+  EXPECT_LT(std::abs(div_zoom), 0.3 * div_shift);
+  std::string error;
+  VideoMotionParams q;
+  EXPECT_FALSE(VideoMotionParams::parse("{\"camera_zoom\": true}", &q, &error));
+  EXPECT_NE(error.find("needs compensate_camera"), std::string::npos) << error;
+}
+
 // An object walking right while the camera follows it faster: in the picture
 // it stands still and the background runs left; relative to the scene it
 // walks right, which is what the compensated histograms report.

@@ -76,6 +76,11 @@ MotionDescriptor::MotionDescriptor(const VideoMotionParams& params, int stride)
                                ((params.analysis_height - kHistBlock) / kHistStep + 1);
     shift_x_.assign(blocks, 0.0f);
     shift_y_.assign(blocks, 0.0f);
+    if (params.camera_zoom) {
+      block_x_.assign(blocks, 0.0f);
+      block_y_.assign(blocks, 0.0f);
+      scratch_.assign(blocks, 0.0f);
+    }
   }
   if (params.motion_histograms) {
     hist_cols_ = (params.analysis_width - kHistBlock) / kHistStep + 1;
@@ -179,7 +184,7 @@ void MotionDescriptor::match(const std::uint8_t* cur, int x0, int y0, int bw, in
 }
 
 void MotionDescriptor::compute_motion_parts(const std::uint8_t* cur, const std::uint8_t* prev, float* out) noexcept {
-  float* hist = out + (p_.compensate_camera ? VideoMotionParams::kCameraFeatures : 0);
+  float* hist = out + p_.camera_dim();
   std::fill(out, hist + VideoMotionParams::kHistogramFeatures + p_.blob_dim(), 0.0f);
   if (!prev) {
     have_previous_hist_ = false;
@@ -204,7 +209,7 @@ void MotionDescriptor::compute(const std::uint8_t* cur, const std::uint8_t* prev
   float* grid = out + tw * th;
   float* global = grid + 3 * cells;
   float* camera = global + VideoMotionParams::kGlobalFeatures;
-  float* hist = camera + (p_.compensate_camera ? VideoMotionParams::kCameraFeatures : 0);
+  float* hist = camera + p_.camera_dim();
   std::fill(grid, hist + (p_.motion_histograms ? VideoMotionParams::kHistogramFeatures : 0) + p_.blob_dim(), 0.0f);
   global[14] = static_cast<float>(brightness);
   if (!prev) {
@@ -335,10 +340,20 @@ void MotionDescriptor::compensate(const std::uint8_t* cur, const std::uint8_t* p
       if (*hi - *lo < 2 * kHistBlock * kHistBlock) continue;  // flat: any shift fits
       shift_x_[n] = dx;
       shift_y_[n] = dy;
+      if (p_.camera_zoom) {
+        block_x_[n] = x0 + 0.5f * (kHistBlock - 1);
+        block_y_[n] = y0 + 0.5f * (kHistBlock - 1);
+      }
       ++n;
     }
   double fu = 0, fv = 0;  // cur(x, y) ~ prev(x + fu, y + fv): the scene moved by -(fu, fv)
-  if (n >= 3) {
+  double zoom = 0;        // camera_zoom: cur(p) ~ prev(p + (fu, fv) - zoom (p - centre))
+  if (n >= 3 && p_.camera_zoom) {
+    double tx, ty;
+    fit_zoom(n, &tx, &ty, &zoom);
+    fu = -tx;
+    fv = -ty;
+  } else if (n >= 3) {
     std::nth_element(shift_x_.begin(), shift_x_.begin() + n / 2, shift_x_.begin() + n);
     std::nth_element(shift_y_.begin(), shift_y_.begin() + n / 2, shift_y_.begin() + n);
     fu = -shift_x_[n / 2];
@@ -347,6 +362,11 @@ void MotionDescriptor::compensate(const std::uint8_t* cur, const std::uint8_t* p
   camera[0] = static_cast<float>(-fu / R);
   camera[1] = static_cast<float>(-fv / R);
   camera[2] = static_cast<float>(std::log(gain));
+  if (p_.camera_zoom) {
+    camera[3] = static_cast<float>(-std::log1p(-zoom));  // ln of the magnification: + zooming in
+    warp_zoomed(cur, fu, fv, zoom);
+    return;
+  }
   // Bilinear shift of the gain-scaled image (still in work_'s padded copy) by
   // (fu, fv): constant weights, coordinates clamped (edge replication).
   const int iu = static_cast<int>(std::floor(fu)), iv = static_cast<int>(std::floor(fv));
@@ -369,6 +389,62 @@ void MotionDescriptor::compensate(const std::uint8_t* cur, const std::uint8_t* p
       }
       const int x0 = std::clamp(x + iu, -R, W - 1 + R), x1 = std::clamp(x + iu + 1, -R, W - 1 + R);
       const float value = w00 * r0[x0] + w01 * r0[x1] + w10 * r1[x0] + w11 * r1[x1];
+      w[x] = static_cast<std::uint8_t>(std::min(255.0f, value + 0.5f));
+    }
+  }
+  pad_previous(work_.data(), W);
+}
+
+namespace {
+float median(float* begin, std::size_t n) noexcept {
+  std::nth_element(begin, begin + n / 2, begin + n);
+  return begin[n / 2];
+}
+}  // namespace
+
+// The scene's motion d(p) = t + zoom (p - centre) at current position p, fitted
+// to the textured blocks' vectors with medians (robust to an actor, as the
+// shift alone): t0 = the median vector; zoom = the median of each block's
+// radial rate about the centre (blocks a quarter of the height or more from
+// it); then t = the median of d - zoom (p - centre).
+void MotionDescriptor::fit_zoom(std::size_t n, double* tx, double* ty, double* zoom) noexcept {
+  const double cx = (p_.analysis_width - 1) / 2.0, cy = (p_.analysis_height - 1) / 2.0;
+  std::copy(shift_x_.begin(), shift_x_.begin() + n, scratch_.begin());
+  const double t0x = median(scratch_.data(), n);
+  std::copy(shift_y_.begin(), shift_y_.begin() + n, scratch_.begin());
+  const double t0y = median(scratch_.data(), n);
+  const double min_r2 = p_.analysis_height * p_.analysis_height / 16.0;
+  std::size_t m = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double rx = block_x_[i] - cx, ry = block_y_[i] - cy, r2 = rx * rx + ry * ry;
+    if (r2 >= min_r2) scratch_[m++] = static_cast<float>(((shift_x_[i] - t0x) * rx + (shift_y_[i] - t0y) * ry) / r2);
+  }
+  *zoom = m >= 3 ? std::clamp(static_cast<double>(median(scratch_.data(), m)), -0.2, 0.2) : 0.0;
+  for (std::size_t i = 0; i < n; ++i) scratch_[i] = static_cast<float>(shift_x_[i] - *zoom * (block_x_[i] - cx));
+  *tx = median(scratch_.data(), n);
+  for (std::size_t i = 0; i < n; ++i) scratch_[i] = static_cast<float>(shift_y_[i] - *zoom * (block_y_[i] - cy));
+  *ty = median(scratch_.data(), n);
+}
+
+// compensate()'s warp with a zoom: the bilinear weights change from pixel to pixel.
+void MotionDescriptor::warp_zoomed(const std::uint8_t* cur, double fu, double fv, double zoom) noexcept {
+  const int R = p_.search_range, W = p_.analysis_width, H = p_.analysis_height;
+  const double cx = (W - 1) / 2.0, cy = (H - 1) / 2.0;
+  for (int y = 0; y < H; ++y) {
+    const double qy = y + fv - zoom * (y - cy);
+    std::uint8_t* w = work_.data() + static_cast<std::ptrdiff_t>(y) * W;
+    const std::uint8_t* c = cur + static_cast<std::ptrdiff_t>(y) * stride_;
+    for (int x = 0; x < W; ++x) {
+      const double qx = x + fu - zoom * (x - cx);
+      if (qx < 0 || qx > W - 1 || qy < 0 || qy > H - 1) {  // not in the previous frame's picture
+        w[x] = c[x];
+        continue;
+      }
+      const int ix = static_cast<int>(qx), iy = static_cast<int>(qy);  // in the padding at most by 1
+      const float ax = static_cast<float>(qx - ix), ay = static_cast<float>(qy - iy);
+      const std::uint8_t* r0 = padded_.data() + static_cast<std::ptrdiff_t>(iy + R) * pad_stride_ + R + ix;
+      const std::uint8_t* r1 = r0 + pad_stride_;
+      const float value = (1 - ay) * ((1 - ax) * r0[0] + ax * r0[1]) + ay * ((1 - ax) * r1[0] + ax * r1[1]);
       w[x] = static_cast<std::uint8_t>(std::min(255.0f, value + 0.5f));
     }
   }

@@ -43,8 +43,14 @@ class MotionDescriptor {
   void pad_previous(const std::uint8_t* prev, int src_stride) noexcept;
   // compensate_camera: global gain and shift (median block vector) from prev to
   // cur; leaves padded_
-  // holding prev scaled by the gain and shifted onto cur. Writes kCameraFeatures.
+  // holding prev scaled by the gain and shifted (and with camera_zoom, scaled)
+  // onto cur. Writes camera_dim() values.
   void compensate(const std::uint8_t* cur, const std::uint8_t* prev, float* camera) noexcept;
+  // camera_zoom: the camera's shift (tx, ty) and zoom rate from n block vectors.
+  void fit_zoom(std::size_t n, double* tx, double* ty, double* zoom) noexcept;
+  // camera_zoom: work_ = padded_ (the gain-scaled previous image) sampled at
+  // p + (fu, fv) - zoom (p - centre), or cur where that is outside it; then padded_.
+  void warp_zoomed(const std::uint8_t* cur, double fu, double fv, double zoom) noexcept;
   // motion_histograms: the translation-invariant part from cur and padded_.
   void histograms(const std::uint8_t* cur, float* out) noexcept;
   // motion_blobs: the part of the heaviest blobs of coherent motion, from the
@@ -58,6 +64,8 @@ class MotionDescriptor {
   std::vector<std::int32_t> sad_;     // (2R+1)^2 block-matching costs
   std::vector<std::uint8_t> work_;    // compensate_camera: W x H gain-scaled / shifted previous image
   std::vector<float> shift_x_, shift_y_;  // compensate_camera: block vectors, for their median
+  std::vector<float> block_x_, block_y_;  // camera_zoom: the blocks' centres; scratch for medians
+  std::vector<float> scratch_;
   bool have_previous_stats_ = false;
   float prev_cx_ = 0, prev_cy_ = 0, prev_sx_ = 0, prev_sy_ = 0;
 

@@ -133,11 +133,11 @@ std::string LogMelParams::to_json() const {
 
 int VideoMotionParams::dim() const {
   return thumb_width * thumb_height + 3 * grid_cols * grid_rows + kGlobalFeatures +
-         (compensate_camera ? kCameraFeatures : 0) + (motion_histograms ? kHistogramFeatures : 0) + blob_dim() + long_dim() + stem_dim();
+         camera_dim() + (motion_histograms ? kHistogramFeatures : 0) + blob_dim() + long_dim() + stem_dim();
 }
 
 int VideoMotionParams::long_dim() const {
-  return long_baseline > 0 ? (compensate_camera ? kCameraFeatures : 0) + kHistogramFeatures + blob_dim() : 0;
+  return long_baseline > 0 ? camera_dim() + kHistogramFeatures + blob_dim() : 0;
 }
 
 VideoMotionParams VideoMotionParams::long_baseline_params() const {
@@ -169,6 +169,7 @@ std::string VideoMotionParams::validate() const {
   if (!(e = range("long_baseline", long_baseline, 0, 50)).empty()) return e;
   if (long_baseline > 0 && !motion_histograms) return "long_baseline needs motion_histograms";
   if (long_baseline > 0 && 2 * search_range > 32) return "long_baseline needs search_range <= 16 (it searches twice as far)";
+  if (camera_zoom && !compensate_camera) return "camera_zoom needs compensate_camera";
   if (!(e = range("motion_blobs", motion_blobs, 0, 8)).empty()) return e;
   if (motion_blobs > 0 && !motion_histograms) return "motion_blobs needs motion_histograms";
   if (!(e = range("stem_width", stem_width, 0, analysis_width)).empty()) return e + " (at most analysis_width)";
@@ -183,7 +184,7 @@ bool VideoMotionParams::parse(const std::string& json, VideoMotionParams* out, s
   static const std::set<std::string> known = {"token_rate",  "analysis_width", "analysis_height",
                                               "thumb_width", "thumb_height",   "grid_cols",
                                               "grid_rows",   "search_range",   "motion_threshold",
-                                              "timestamp_tolerance_ns", "compensate_camera",
+                                              "timestamp_tolerance_ns", "compensate_camera", "camera_zoom",
                                               "motion_histograms", "long_baseline", "motion_blobs", "stem_width",
                                               "stem_height"};
   Json j;
@@ -199,6 +200,7 @@ bool VideoMotionParams::parse(const std::string& json, VideoMotionParams* out, s
                   read_key(j, "motion_threshold", &p.motion_threshold, &e) &&
                   read_key(j, "timestamp_tolerance_ns", &p.timestamp_tolerance_ns, &e) &&
                   read_key(j, "compensate_camera", &p.compensate_camera, &e) &&
+                  read_key(j, "camera_zoom", &p.camera_zoom, &e) &&
                   read_key(j, "motion_histograms", &p.motion_histograms, &e) &&
                   read_key(j, "long_baseline", &p.long_baseline, &e) &&
                   read_key(j, "motion_blobs", &p.motion_blobs, &e) &&
@@ -221,6 +223,7 @@ std::string VideoMotionParams::to_json() const {
             {"motion_threshold", motion_threshold},
             {"timestamp_tolerance_ns", timestamp_tolerance_ns},
             {"compensate_camera", compensate_camera},
+            {"camera_zoom", camera_zoom},
             {"motion_histograms", motion_histograms},
             {"long_baseline", long_baseline},
             {"motion_blobs", motion_blobs},

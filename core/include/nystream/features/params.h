@@ -61,6 +61,8 @@ struct VideoMotionParams {
   // Optional parts (docs/features.md); both off keeps the version-1 descriptor bit for bit.
   bool compensate_camera = false;  // estimate the global shift + gain between the two frames,
                                    // measure all motion relative to it; appends kCameraFeatures
+  bool camera_zoom = false;        // (with compensate_camera) the camera may also zoom: fit a shift
+                                   // and a scale about the centre, appends the scale rate
   bool motion_histograms = false;  // appends kHistogramFeatures translation-invariant values:
                                    // direction x speed histograms of the moving region's upper
                                    // and lower part, its spread, scale change, rotation, ...
@@ -80,11 +82,13 @@ struct VideoMotionParams {
   int block_width() const { return analysis_width / grid_cols; }
   int block_height() const { return analysis_height / grid_rows; }
   // thumbnail + 3 per grid cell (dx, dy, difference energy) + kGlobalFeatures
-  // [+ kCameraFeatures] [+ kHistogramFeatures] [+ blob_dim()] [+ long_dim()] [+ stem_dim()].
+  // [+ camera_dim()] [+ kHistogramFeatures] [+ blob_dim()] [+ long_dim()] [+ stem_dim()].
   int dim() const;
+  // The camera part: kCameraFeatures, + 1 with camera_zoom, or 0.
+  int camera_dim() const { return compensate_camera ? kCameraFeatures + (camera_zoom ? 1 : 0) : 0; }
   // The blob part: kBlobFeatures motion_blobs.
   int blob_dim() const { return kBlobFeatures * motion_blobs; }
-  // The long-baseline part: [kCameraFeatures] + kHistogramFeatures + blob_dim(), or 0.
+  // The long-baseline part: camera_dim() + kHistogramFeatures + blob_dim(), or 0.
   int long_dim() const;
   // The stem part, last in the token: 2 stem_height stem_width, or 0.
   int stem_dim() const { return 2 * stem_width * stem_height; }
