@@ -34,6 +34,7 @@ import argparse
 import csv
 import fnmatch
 import hashlib
+import io
 import json
 import os
 import re
@@ -941,6 +942,241 @@ def build_catalogue(roots, val_fraction, salt):
 
 
 # ---------------------------------------------------------------------------
+# --more-sources: more units of the thin classes (human_sounds, alarm, animal)
+# ---------------------------------------------------------------------------
+# Other Debian packages than PACKAGES (about 1.7 GB of .debs: widelands-data 381 MB, nexuiz-data
+# 267, megaglest-data 242, freedroidrpg-data 228, warzone2100-data 143, flare-game 123, the other
+# 23 under 75 MB each), fetched only with --more-sources. None repeats a file of an existing unit
+# (checked by md5 and by decoded content; a runtime md5 guard drops any that would).
+MORE_PACKAGES = [
+    "nexuiz-data", "flare-game", "megaglest-data", "btanks-data", "freedink-data", "caveexpress-data",
+    "colobot-common-sounds", "freedroidrpg-data", "warzone2100-data",
+    "minetest-data", "tkabber", "triplea", "jami-daemon", "xboard", "bzflag-data",
+    "alienblaster-data", "ceferino-data", "lugaru-data", "safeeyes", "pokerth-data", "gl-117-data",
+    "minetest-mod-homedecor", "torus-trooper-data", "simutrans-pak64", "widelands-data",
+    "open-invaders-data", "ardentryst", "boswars-data", "freedoom",
+]
+MORE_SMALL = "small packages (more)"  # the family of the new one- and two-file units
+
+
+def _md5(path):
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for blk in iter(lambda: f.read(1 << 20), b""):
+            h.update(blk)
+    return h.hexdigest()
+
+
+def extract_wad_sounds(wad, dest, names):
+    """Doom WAD sound lumps (DMX format: u16 3, u16 rate, u32 count, then count unsigned 8-bit
+    samples with 16 padding bytes at each end) named in names -> dest/NAME.wav, once."""
+    import struct
+    out = []
+    if not os.path.exists(wad):
+        return out
+    b = open(wad, "rb").read()
+    n, d = struct.unpack_from("<ii", b, 4)
+    for i in range(n):
+        pos, size, nm = struct.unpack_from("<ii8s", b, d + 16 * i)
+        nm = nm.rstrip(b"\0").decode("latin-1")
+        if nm not in names:
+            continue
+        fmt, rate, count = struct.unpack_from("<HHI", b, pos)
+        if fmt != 3 or count < 40:
+            continue
+        pcm = b[pos + 8 + 16: pos + 8 + count - 16]
+
+        def wav(pcm=pcm, rate=rate):
+            bio = io.BytesIO()
+            with wave.open(bio, "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(1)
+                w.setframerate(rate)
+                w.writeframes(pcm)
+            return bio.getvalue()
+        out.append(write_once(os.path.join(dest, nm + ".wav"), wav))
+    return sorted(out)
+
+
+def more_units(roots):
+    """The --more-sources units: [(class, unit, split group, package, files)], class None for
+    distractors. A split group holds the units that must share a split (MegaGlest's factions
+    may share voice actors, so its cries are one group); most units are their own group."""
+    R = roots.get
+    out = []
+
+    def pick(pkg, sub, pattern, exts=(".wav", ".ogg", ".mp3", ".opus")):
+        """Files under PKG/sub whose path below sub matches pattern (re.fullmatch, no extension)."""
+        if not R(pkg):
+            return []
+        base = os.path.join(R(pkg), sub)
+        return [p for p in files_under(R(pkg), sub, exts)
+                if re.fullmatch(pattern, os.path.splitext(os.path.relpath(p, base))[0])]
+
+    def add(cls, unit, files, group=None, pkg=None):
+        out.append((cls, unit, group or unit, pkg or unit.split("/")[0], sorted(files)))
+
+    # ---- human sounds: pain, death, drowning cries, screams, laughs (no words)
+    if R("nexuiz-data"):  # player voices in data.pk3. Not insurrectionist, marine, pyria-skadi, soldier and
+        # specop: ufoai-sound's soldier voices (training units) are their files; not the reptilian (a creature)
+        nx = extract_zip(os.path.join(R("nexuiz-data"), "usr/share/games/nexuiz/data/data.pk3"),
+                         os.path.join(R("nexuiz-data"), "pk3"),
+                         lambda m: re.match(r"sound/player/(carni-lycan|fricka)/player/"
+                                            r"(death|pain|drown|gasp|falling)\d*\.(ogg|wav)$", m))
+        for v in ("carni-lycan", "fricka"):
+            add("human_sounds", f"nexuiz-data/{v}", [p for p in nx if f"/sound/player/{v}/" in p])
+    fl = "usr/share/games/flare/mods/fantasycore/soundfx"
+    add("human_sounds", "flare-game/male", pick("flare-game", fl, r"male_(die|hit)"))
+    add("human_sounds", "flare-game/female", pick("flare-game", fl, r"female_(die|hit)"))
+    mg = "usr/share/games/megaglest"
+    for u, pat in (("common", r"techs/megapack/commondata/sounds/(archer|axe_thrower|guard|swordman|technician|worker|archmage)_die\d"),
+                   ("indian", r"techs/megapack/factions/indian/units/\w+/sounds/(archer|stickfighter|shaman)_die\d"),
+                   ("persian", r"techs/megapack/factions/persian/units/(princess|fakir|stickfighter|swordman|magician)/sounds/"
+                               r"(princess_die|stickfighter_die|swordman_die|die)\d"),
+                   ("norsemen", r"techs/megapack/factions/norsemen/units/\w+/sounds/(swordman_die|technician_die|valkyrie_die)\d"),
+                   ("egypt", r"techs/megapack/factions/egypt/units/spearman/sounds/spearman_die\d"),
+                   ("magic", r"techs/megapack/factions/magic/units/\w+/sounds/(battlemage|initiate|summoner)_die\d")):
+        add("human_sounds", f"megaglest-data/cries-{u}", pick("megaglest-data", mg, pat), group="megaglest-data/cries")
+    add("human_sounds", "btanks-data/voice", pick("btanks-data", "usr/share/games/btanks/data/sounds",
+                                                  r"deadman\d|kamikaze-scream"))  # (not laugh01/02: unvoiced)
+    # (not its grunt1/grunt2: grunt2 is wesnoth-1.16-data's human-hit-5, a training file)
+    add("human_sounds", "freedink-data/scream", pick("freedink-data", "usr/share/games/dink/dink/Sound", r"wscream"))
+    add("human_sounds", "caveexpress-data/player", pick("caveexpress-data", "usr/share/games/caveexpress/sounds",
+                                                        r"player-pain\d"))
+    # Colobot's sound%03d.wav follow its SoundType enum: 63 AIE (pain), 69 DEADg (death), 70 DEADw (drowning)
+    add("human_sounds", "colobot-common-sounds/astronaut", pick("colobot-common-sounds", "usr/share/games/colobot/sounds",
+                                                                r"sound0(63|69|70)"))
+    add("human_sounds", "freedroidrpg-data/screams", pick("freedroidrpg-data", "usr/share/freedroidrpg/data/sound/effects",
+                                                          r"Influencer_Scream_Sound_\d"))
+    wz = []
+    if R("warzone2100-data"):
+        wz = extract_zip(os.path.join(R("warzone2100-data"), "usr/share/games/warzone2100/base.wz"),
+                         os.path.join(R("warzone2100-data"), "wz"),
+                         lambda m: re.match(r"audio/sfx/(misc/scream\d?|interfce/beep\d)\.ogg$", m))
+    add("human_sounds", "warzone2100-data/screams", [p for p in wz if "/scream" in p])
+    add("human_sounds", "ardentryst/nyx", pick("ardentryst", "usr/share/games/ardentryst/Sounds/NYX", r"NYX_PAIN\d+"))
+    add("human_sounds", "ardentryst/pyralis", pick("ardentryst", "usr/share/games/ardentryst/Sounds/PYR", r"PYR_PAIN\d+"))
+    add("human_sounds", "boswars-data/cries", pick("boswars-data", "usr/share/games/boswars/units",
+                                                   r"(engineer|grenadier|medic|assault|bazoo)/\w+_die"))
+    if R("freedoom"):  # the player's pain, death and "oof" sounds (DMX lumps of freedoom2.wad)
+        add("human_sounds", "freedoom/player", extract_wad_sounds(
+            os.path.join(R("freedoom"), "usr/share/games/doom/freedoom2.wad"), os.path.join(R("freedoom"), "wad"),
+            {"DSPLPAIN", "DSPLDETH", "DSPDIEHI", "DSOOF"}))
+    # ---- alarms: sirens, alarm bells and buzzers, ringtones, doorbells, warning and reminder beeps
+    add("alarm", "triplea/alerts", pick("triplea", "usr/share/games/triplea/assets/sounds",
+                                        r".*/(\w+_air_raid_alarm|\w+_radiation_alert|\w+_sub_diving_alarm|alien_siren"
+                                        r"|chat_join_game_01_door_bell|required_action_02_bell)"))
+    add("alarm", "jami-daemon/ringtones", pick("jami-daemon", "usr/share/jami/ringtones",
+                                               r"default|06_RingSoft|08_RingFirefly"))
+    add("alarm", "xboard/phone", pick("xboard", "usr/share/games/xboard/sounds", r"phone|ding1"))
+    add("alarm", "bzflag-data/alerts", pick("bzflag-data", "usr/share/games/bzflag",
+                                            r"flag_alert|lock"))
+    add("alarm", "alienblaster-data/alarm", pick("alienblaster-data", "usr/share/games/alienblaster/sound", r"alarm"))
+    add("alarm", "ceferino-data/alarm", pick("ceferino-data", "usr/share/games/ceferino/sounds", r"alarma"))
+    add("alarm", "lugaru-data/alarm", pick("lugaru-data", "usr/share/games/lugaru/Sounds", r"Alarm"))
+    add("alarm", "safeeyes/reminders", pick("safeeyes", "usr/lib/python3/dist-packages/safeeyes/resource",
+                                            r"on_pre_break|on_stop_break"))
+    add("alarm", "pokerth-data/alerts", pick("pokerth-data", "usr/share/games/pokerth/sounds/default",
+                                             r"yourturn|lobbychatnotify"))
+    add("alarm", "gl-117-data/beeps", pick("gl-117-data", "usr/share/games/gl-117/sounds", r"beep\d"))
+    add("alarm", "minetest-mod-homedecor/doorbell", pick("minetest-mod-homedecor", "usr/share/games/minetest/mods/homedecor",
+                                                         r".*/homedecor_doorbell"))
+    add("alarm", "torus-trooper-data/timeup", pick("torus-trooper-data", "usr/share/games/torus-trooper/sounds/chunks",
+                                                   r"timeup_beep"))
+    # 31 ALARM (energy alarm), 72 ALARMt (temperature alarm), 14 WARNING
+    add("alarm", "colobot-common-sounds/alarms", pick("colobot-common-sounds", "usr/share/games/colobot/sounds",
+                                                      r"sound0(31|72|14)"))
+    add("alarm", "simutrans-pak64/crossing", pick("simutrans-pak64", "usr/share/games/simutrans/pak/sound", r"crossing"))
+    add("alarm", "warzone2100-data/beeps", [p for p in wz if re.search(r"/beep[1246-9]\.ogg$", p)])  # 3, 5: 40 ms clicks
+    add("alarm", "tkabber/alerts", pick("tkabber", "usr/share/tkabber/sounds/default",
+                                        r"chat_their_message|groupchat_their_message_to_me|connected|disconnected"))
+    # ---- animals: unit = package/species
+    wl = "usr/share/games/widelands/data"
+    for sp, pat in (("birds", r"sound/animals/bird\d_\d\d"), ("boar", r"sound/animals/boar"),
+                    ("coyote", r"sound/animals/coyote_\d\d"), ("crickets", r"sound/animals/crickets\d_\d\d"),
+                    ("frog", r"sound/animals/frog"), ("moose", r"sound/animals/moose_\d\d"),
+                    ("stag", r"sound/animals/stag_\d\d"), ("wolf", r"sound/animals/wolf_\d\d"),
+                    ("donkey", r"sound/farm/donkey"), ("ox", r"sound/farm/ox_\d\d"),  # (not horse_*: horse_00 may
+                    # share a recording with scratch's Horse.wav)
+                    ("sheep", r"sound/farm/sheep_\d\d"), ("duck", r"world/critters/duck/duck_\d\d")):
+        add("animal", f"widelands-data/{sp}", pick("widelands-data", wl, pat))
+    for sp, pat in (("cow", r"techs/megapack/commondata/sounds/cow_(ack|die|select)\d|tilesets/\w+/sounds/mudchute_cow_"),
+                    ("pig", r"techs/megapack/commondata/sounds/pig_(ack|die|select)\d|techs/megapack/factions/norsemen/units/wild_sow/sounds/pig_\w+\d"),
+                    ("chicken", r"techs/megapack/factions/egypt/units/chicken/sounds/chicken_\w+\d|tilesets/\w+/sounds/chicken"),
+                    ("bull", r"techs/megapack/factions/indian/units/bull/sounds/bull_(ack|attack|die|select)\d"),
+                    ("sheep", r"techs/megapack/factions/persian/units/sheep/sounds/sheep\w*\d"),
+                    ("elephant", r"techs/megapack/factions/persian/units/elephant/sounds/ele(attack)?\d"),
+                    ("owl", r"tilesets/\w+/sounds/owl"), ("rooster", r"tilesets/\w+/sounds/rooster"),  # (its wolf.wav
+                    # is widelands-data's wolf_01)
+                    ("raptor", r"tilesets/\w+/sounds/hawk|techs/megapack/factions/indian/units/thunderbird/sounds/eagle_(ack|die|select)\d")):
+        add("animal", f"megaglest-data/{sp}", pick("megaglest-data", mg, pat))
+    add("animal", "triplea/hawk", pick("triplea", "usr/share/games/triplea/assets/sounds", r".*/battle_air_0\d_hawk_\w+"))
+    add("animal", "btanks-data/cow", pick("btanks-data", "usr/share/games/btanks/data/sounds", r"cow"))
+    add("animal", "lugaru-data/dog", pick("lugaru-data", "usr/share/games/lugaru/Sounds", r"Bark\d?|BarkGrowl|Growl\d?|Snarl\d?"))
+    add("animal", "lugaru-data/hawk", pick("lugaru-data", "usr/share/games/lugaru/Sounds", r"Hawk"))
+    add("animal", "freedink-data/bird", pick("freedink-data", "usr/share/games/dink/dink/Sound", r"bird1"))
+    fe = "usr/share/games/flare/mods/fantasycore/soundfx/environment"
+    add("animal", "flare-game/birds", pick("flare-game", fe, r"bird_twitter_loop"))
+    add("animal", "flare-game/owl", pick("flare-game", fe, r"forest_owl_loop"))
+    add("animal", "flare-game/raven", pick("flare-game", fe, r"raven_loop"))
+    add("animal", "open-invaders-data/chicken", pick("open-invaders-data", "usr/share/open-invaders", r".*chicken"))
+    add("animal", "simutrans-pak64/horse", pick("simutrans-pak64", "usr/share/games/simutrans/pak/sound", r"horse"))
+    add("animal", "simutrans-pak64/seagulls", pick("simutrans-pak64", "usr/share/games/simutrans/pak/sound", r"seagulls"))
+    # ---- distractors (labelled nothing): machines, tools, footsteps, impacts, weather, vehicles
+    add(None, "widelands-data/effects", pick("widelands-data", wl + "/sound",
+                                             r"(woodcutting|sawmill|smiths|hammering|stonecutting|mill|metal|fisher"
+                                             r"|atlanteans/(saw|cutting)|other)/\w+"))
+    add(None, "minetest-data/effects", pick("minetest-data", "usr/share/games/minetest/games/minetest_game/mods",
+                                            r"\w+/sounds/(default_(dig_(choppy|crumbly|metal|snappy)|dug|place_node(_metal)?|break_glass|chest|cool_lava|tool_breaks|gravel|"
+                                            r"\w+_footstep)[\w.]*|doors_\w+|tnt_\w+|fire_\w+|env_sounds_water[.\d]*|carts_\w+[.\d]*"
+                                            r"|xpanes_\w+)"))
+    add(None, "btanks-data/effects", pick("btanks-data", "usr/share/games/btanks/data/sounds",
+                                          r"(building-explosion\d|cannon\d|explosion|vehicle-explosion\d?|engine-\w+|helicopter"
+                                          r"|train|fire|tank-move|man-steps|submarine|nuke-explosion|shot)"))
+    add(None, "lugaru-data/effects", pick("lugaru-data", "usr/share/games/lugaru/Sounds",
+                                          r"(FootStep\w+|Clank\d|\w*Whoosh\w*|Land\d?|Fire(End|Start)?|Break|Broken|BushRustle"
+                                          r"|Skid|SnowSkid|Thud|HeavyImpact|MetalHit|Knife\w+|SwordSlice|SwordStaff|Staff\w+|Wind)"))
+    add(None, "flare-game/effects", pick("flare-game", "usr/share/games/flare/mods/fantasycore/soundfx",
+                                         r"(steps/step_\w+|inventory/inventory_\w+|environment/(falling_rocks|minecart|rain"
+                                         r"|anvil_loop|cave_droplets_loop|cave_wind_loop|open_fire\w*|river_loop|wind_loop|stairs"
+                                         r"|stone_open)|wood_open|door_open)"))
+    return [u for u in out if u[4]]
+
+
+def build_more_sources(roots, val_fraction, salt, existing):
+    """Sources of the --more-sources units. Split by group, hashed within each class with its
+    own salt (the existing units keep theirs). Files whose bytes repeat a file of an existing
+    source (existing: those Sources) or of an earlier new unit are dropped."""
+    seen = set()
+    for s in existing:
+        if s.kind in ("event", "concat_words", "loop", "bed_file"):
+            seen.update(_md5(f) for f in s.files)
+    units, dropped = [], 0
+    for cls, unit, group, pkg, files in more_units(roots):
+        keep = []
+        for f in files:
+            h = _md5(f)
+            if h in seen:
+                dropped += 1
+                continue
+            seen.add(h)
+            keep.append(f)
+        if keep:
+            units.append((cls, unit, group, pkg, keep))
+    if dropped:
+        log(f"--more-sources: {dropped} files repeat another unit's file and are left out")
+    srcs = []
+    for cls in ("human_sounds", "alarm", "animal", None):
+        mine = [u for u in units if u[0] == cls]
+        sp = split_units([u[2] for u in mine], val_fraction, salt + "more-sources:" + str(cls))
+        for c, unit, group, pkg, files in mine:
+            small = c is not None and len(files) <= 2
+            srcs.append(Source(c, unit, "event", sp[group], pkg, files, {"repeat": 2 if c is None else 3},
+                               family=MORE_SMALL if small else pkg))
+    return srcs
+
+
+# ---------------------------------------------------------------------------
 # Drawing one sound from a source
 # ---------------------------------------------------------------------------
 def run_tmp_wav(cmd_fn):
@@ -1368,6 +1604,10 @@ def main(argv=None):
                     help="where .deb files, unpacked trees (x/PKG) and MIDI renders (renders/) are kept")
     ap.add_argument("--packages", default=",".join(PACKAGES),
                     help="comma-separated packages to fetch (deny list enforced)")
+    ap.add_argument("--more-sources", action="store_true",
+                    help="also fetch MORE_PACKAGES (29 packages, about 1.7 GB of .debs) for more source units of "
+                         "human_sounds, alarm and animal (and a few distractors), split among themselves; "
+                         "without it the output is the same as before the option existed")
     args = ap.parse_args(argv)
     if not 1 <= args.min_seconds <= args.max_seconds:
         ap.error("need 1 <= --min-seconds <= --max-seconds")
@@ -1375,6 +1615,8 @@ def main(argv=None):
         args.split_seed = args.seed
     t0 = time.time()
     pkgs = [p for p in args.packages.split(",") if p]
+    if args.more_sources:
+        pkgs += [p for p in MORE_PACKAGES if p not in pkgs]
     for p in pkgs:
         try:
             check_package(p)
@@ -1384,6 +1626,8 @@ def main(argv=None):
     t_fetch = time.time() - t0
     salt = f"nystream-audio-v1-seed{args.split_seed}"
     srcs = build_catalogue(roots, args.val_source_fraction, salt)
+    if args.more_sources:
+        srcs += build_more_sources(roots, args.val_source_fraction, salt, srcs)
     by = {s: {} for s in SPLITS}
     beds = {s: [] for s in SPLITS}
     for s in srcs:
@@ -1415,7 +1659,8 @@ def main(argv=None):
             f"{len(meta['events'])} events {time.time() - t0:.0f}s")
     manifest = {
         "generator": "models/data/audio_mixtures.py", "version": 1,
-        "args": {k: v for k, v in vars(args).items()},
+        # (more_sources is recorded only when set: without it the manifest is as before the option)
+        "args": {k: v for k, v in vars(args).items() if k != "more_sources" or v},
         "classes": CLASSES, "sample_rate": SR, "token_seconds": 0.1,
         "labels": "token t covers [0.1 t, 0.1 (t+1)) s; a class is 1 where one of its events (dry, after EQ, "
                   "before reverb) has token RMS within 25 dB of its loud level, gaps <= 2 tokens closed, "
