@@ -550,7 +550,7 @@ TEST(VideoMotion, LongBaselineSeesSlowScaleChange) {
 
 // --- motion_blobs: each blob of coherent motion on its own --------------------
 
-enum BlobValue { kBArea = 0, kBShare = 1, kBCx = 2, kBCy = 3, kBVx = 4, kBVy = 5, kBSpreadV = 13 };
+enum BlobValue { kBVx = 4, kBSpreadV = 13 };  // mean motion x, spread of the vectors
 
 // An actor walks right over a "played video": two halves of the background
 // whose content flows up and down (water, a crowd). Pooled, the histograms see

@@ -64,8 +64,8 @@ class MotionDescriptor {
   std::vector<std::int32_t> sad_;     // (2R+1)^2 block-matching costs
   std::vector<std::uint8_t> work_;    // compensate_camera: W x H gain-scaled / shifted previous image
   std::vector<float> shift_x_, shift_y_;  // compensate_camera: block vectors, for their median
-  std::vector<float> block_x_, block_y_;  // camera_zoom: the blocks' centres; scratch for medians
-  std::vector<float> scratch_;
+  std::vector<float> block_x_, block_y_;  // camera_zoom: the textured blocks' centres,
+  std::vector<float> scratch_;            // and room for the medians of the fit
   bool have_previous_stats_ = false;
   float prev_cx_ = 0, prev_cy_ = 0, prev_sx_ = 0, prev_sy_ = 0;
 

@@ -62,7 +62,7 @@ struct VideoMotionParams {
   bool compensate_camera = false;  // estimate the global shift + gain between the two frames,
                                    // measure all motion relative to it; appends kCameraFeatures
   bool camera_zoom = false;        // (with compensate_camera) the camera may also zoom: fit a shift
-                                   // and a scale about the centre, appends the scale rate
+                                   // and a scale about the centre; appends ln of the magnification
   bool motion_histograms = false;  // appends kHistogramFeatures translation-invariant values:
                                    // direction x speed histograms of the moving region's upper
                                    // and lower part, its spread, scale change, rotation, ...
@@ -71,7 +71,7 @@ struct VideoMotionParams {
                                    // many tokens earlier at +-2 search_range: an actor's size
                                    // changes by a fraction of a pixel per token, several over it
   int motion_blobs = 0;            // 0..8 (with motion_histograms): appends kBlobFeatures for each
-                                   // of the this many heaviest blobs of coherent motion (connected
+                                   // of this many heaviest blobs of coherent motion (connected
                                    // moving blocks with similar vectors), heaviest first: an actor
                                    // measured apart from a moving background and from other actors
   int stem_width = 0;              // > 0 (with stem_height; each divides the analysis size):
