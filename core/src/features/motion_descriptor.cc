@@ -48,6 +48,11 @@ inline std::int32_t row_sad(const std::uint8_t* a, const std::uint8_t* b, int n)
   return sad;
 }
 
+float median(float* begin, std::size_t n) noexcept {
+  std::nth_element(begin, begin + n / 2, begin + n);
+  return begin[n / 2];
+}
+
 }  // namespace
 
 std::int64_t block_means(const std::uint8_t* image, int stride, int width, int height, int out_width,
@@ -191,11 +196,16 @@ void MotionDescriptor::compute_motion_parts(const std::uint8_t* cur, const std::
     prev_track_count_ = 0;
     return;
   }
+  motion_parts(cur, prev, out, hist);
+}
+
+void MotionDescriptor::motion_parts(const std::uint8_t* cur, const std::uint8_t* prev, float* camera,
+                                    float* hist) noexcept {
   if (p_.compensate_camera)
-    compensate(cur, prev, out);
+    compensate(cur, prev, camera);
   else
     pad_previous(prev, stride_);
-  histograms(cur, hist);
+  if (p_.motion_histograms) histograms(cur, hist);
   if (p_.motion_blobs) blobs(hist + VideoMotionParams::kHistogramFeatures);
 }
 
@@ -217,12 +227,7 @@ void MotionDescriptor::compute(const std::uint8_t* cur, const std::uint8_t* prev
     prev_track_count_ = 0;
     return;
   }
-  if (p_.compensate_camera)
-    compensate(cur, prev, camera);
-  else
-    pad_previous(prev, stride_);
-  if (p_.motion_histograms) histograms(cur, hist);
-  if (p_.motion_blobs) blobs(hist + VideoMotionParams::kHistogramFeatures);
+  motion_parts(cur, prev, camera, hist);
   const int bw = p_.block_width(), bh = p_.block_height(), R = p_.search_range;
   double prev_brightness = 0, total_energy = 0;
   double w_sum = 0, wx = 0, wy = 0, wdx = 0, wdy = 0;
@@ -354,10 +359,8 @@ void MotionDescriptor::compensate(const std::uint8_t* cur, const std::uint8_t* p
     fu = -tx;
     fv = -ty;
   } else if (n >= 3) {
-    std::nth_element(shift_x_.begin(), shift_x_.begin() + n / 2, shift_x_.begin() + n);
-    std::nth_element(shift_y_.begin(), shift_y_.begin() + n / 2, shift_y_.begin() + n);
-    fu = -shift_x_[n / 2];
-    fv = -shift_y_[n / 2];
+    fu = -median(shift_x_.data(), n);
+    fv = -median(shift_y_.data(), n);
   }
   camera[0] = static_cast<float>(-fu / R);
   camera[1] = static_cast<float>(-fv / R);
@@ -394,13 +397,6 @@ void MotionDescriptor::compensate(const std::uint8_t* cur, const std::uint8_t* p
   }
   pad_previous(work_.data(), W);
 }
-
-namespace {
-float median(float* begin, std::size_t n) noexcept {
-  std::nth_element(begin, begin + n / 2, begin + n);
-  return begin[n / 2];
-}
-}  // namespace
 
 // The scene's motion d(p) = t + zoom (p - centre) at current position p, fitted
 // to the textured blocks' vectors with medians (robust to an actor, as the
@@ -451,6 +447,43 @@ void MotionDescriptor::warp_zoomed(const std::uint8_t* cur, double fu, double fv
   pad_previous(work_.data(), W);
 }
 
+void MotionDescriptor::RegionSums::add(const Block& k, double cx, double cy) noexcept {
+  const double rx = k.x - cx, ry = k.y - cy;
+  const bool is_upper = k.y < cy;
+  vx += k.w * k.dx;
+  vy += k.w * k.dy;
+  (is_upper ? uw : lw) += k.w;
+  (is_upper ? uvx : lvx) += k.w * k.dx;
+  (is_upper ? uvy : lvy) += k.w * k.dy;
+  sxx += k.w * rx * rx;
+  syy += k.w * ry * ry;
+  div += k.w * (rx * k.dx + ry * k.dy);
+  curl += k.w * (rx * k.dy - ry * k.dx);
+}
+
+MotionDescriptor::RegionShape MotionDescriptor::shape(const RegionSums& s, double w) const noexcept {
+  const int R = p_.search_range, H = p_.analysis_height;
+  RegionShape sh{};
+  // Spread in analysis rows (so x and y share a scale); a single block counts
+  // as its own size.
+  const double floor_var = kHistBlock * kHistBlock / 12.0;
+  sh.hsx = std::sqrt(s.sxx / w + floor_var);
+  sh.hsy = std::sqrt(s.syy / w + floor_var);
+  sh.spread_x = static_cast<float>(sh.hsx / H);
+  sh.spread_y = static_cast<float>(sh.hsy / H);
+  sh.elongation = static_cast<float>(std::clamp(std::log(sh.hsy / sh.hsx), -3.0, 3.0));
+  const double r2 = s.sxx + s.syy;
+  if (r2 > w) {  // at least a pixel of spread: a rate about the centroid makes sense
+    sh.div = static_cast<float>(std::clamp(s.div / r2, -1.0, 1.0));
+    sh.curl = static_cast<float>(std::clamp(s.curl / r2, -1.0, 1.0));
+  }
+  if (s.uw > 0 && s.lw > 0) {
+    sh.upper_minus_lower_x = static_cast<float>((s.uvx / s.uw - s.lvx / s.lw) / R);
+    sh.upper_minus_lower_y = static_cast<float>((s.uvy / s.uw - s.lvy / s.lw) / R);
+  }
+  return sh;
+}
+
 // Translation-invariant motion: 8 x 8 blocks every 4 pixels whose mean
 // |difference| reaches motion_threshold are matched; their vectors, weighted by
 // the difference, fill direction x speed histograms of the part above and below
@@ -495,11 +528,9 @@ void MotionDescriptor::histograms(const std::uint8_t* cur, float* out) noexcept 
   const double cx = wx / w_sum, cy = wy / w_sum;
   const double still = H / 96.0, fast = H / 24.0;  // 0.5 and 2 pixels at 48 rows
   const double kPi = 3.14159265358979323846;
-  double vx = 0, vy = 0, uw = 0, uvx = 0, uvy = 0, lw = 0, lvx = 0, lvy = 0;
-  double sxx = 0, syy = 0, div = 0, curl = 0;
+  RegionSums sums;
   for (std::size_t i = 0; i < n; ++i) {
     const Block& k = blocks_[i];
-    const double rx = k.x - cx, ry = k.y - cy;
     const bool is_upper = k.y < cy;
     float* h = is_upper ? upper : lower;
     const double m = std::hypot(static_cast<double>(k.dx), static_cast<double>(k.dy));
@@ -516,38 +547,22 @@ void MotionDescriptor::histograms(const std::uint8_t* cur, float* out) noexcept 
       dirs[i0] += static_cast<float>((1 - f) * k.w);
       dirs[i1] += static_cast<float>(f * k.w);
     }
-    vx += k.w * k.dx;
-    vy += k.w * k.dy;
-    (is_upper ? uw : lw) += k.w;
-    (is_upper ? uvx : lvx) += k.w * k.dx;
-    (is_upper ? uvy : lvy) += k.w * k.dy;
-    sxx += k.w * rx * rx;
-    syy += k.w * ry * ry;
-    div += k.w * (rx * k.dx + ry * k.dy);
-    curl += k.w * (rx * k.dy - ry * k.dx);
+    sums.add(k, cx, cy);
   }
   const float norm = static_cast<float>(1.0 / w_sum);
   for (int b = 0; b < 2 * bins; ++b) out[b] *= norm;
-  vx /= w_sum;
-  vy /= w_sum;
+  const double vx = sums.vx / w_sum, vy = sums.vy / w_sum;
   scalar[1] = static_cast<float>(vx / R);
   scalar[2] = static_cast<float>(vy / R);
-  if (uw > 0 && lw > 0) {
-    scalar[3] = static_cast<float>((uvx / uw - lvx / lw) / R);
-    scalar[4] = static_cast<float>((uvy / uw - lvy / lw) / R);
-  }
-  // Spread in analysis rows (so x and y share a scale); a single block counts
-  // as its own size.
-  const double floor_var = kHistBlock * kHistBlock / 12.0;
-  const double hsx = std::sqrt(sxx / w_sum + floor_var), hsy = std::sqrt(syy / w_sum + floor_var);
-  scalar[6] = static_cast<float>(hsx / H);
-  scalar[7] = static_cast<float>(hsy / H);
-  const double r2 = sxx + syy;
-  if (r2 > w_sum) {  // at least a pixel of spread: a rate about the centroid makes sense
-    scalar[10] = static_cast<float>(std::clamp(div / r2, -1.0, 1.0));
-    scalar[11] = static_cast<float>(std::clamp(curl / r2, -1.0, 1.0));
-  }
-  scalar[12] = static_cast<float>(std::clamp(std::log(hsy / hsx), -3.0, 3.0));
+  const RegionShape sh = shape(sums, w_sum);
+  const double hsx = sh.hsx, hsy = sh.hsy;
+  scalar[3] = sh.upper_minus_lower_x;
+  scalar[4] = sh.upper_minus_lower_y;
+  scalar[6] = sh.spread_x;
+  scalar[7] = sh.spread_y;
+  scalar[10] = sh.div;
+  scalar[11] = sh.curl;
+  scalar[12] = sh.elongation;
   if (have_previous_hist_) {
     scalar[5] = static_cast<float>(vy / R - prev_vy_);
     scalar[8] = static_cast<float>(std::clamp(std::log(hsx / prev_hsx_), -1.0, 1.0));
@@ -627,28 +642,20 @@ void MotionDescriptor::blobs(float* out) noexcept {
     chosen_[found] = best;
     blob_[best].count = -blob_[best].count;  // taken
   }
-  const double floor_var = kHistBlock * kHistBlock / 12.0;
   for (int s = 0; s < found; ++s) {
     const int root = chosen_[s];
     const Blob& b = blob_[root];
     const double cx = b.wx / b.w, cy = b.wy / b.w, mvx = b.wdx / b.w, mvy = b.wdy / b.w;
-    double sxx = 0, syy = 0, div = 0, curl = 0, spread_v = 0;
-    double uw = 0, uvx = 0, uvy = 0, lw = 0, lvx = 0, lvy = 0;
+    RegionSums sums;
+    double spread_v = 0;
     for (int i = 0; i < n; ++i) {
       if (find(i) != root) continue;
       const Block& k = blocks_[i];
-      const double rx = k.x - cx, ry = k.y - cy;
-      sxx += k.w * rx * rx;
-      syy += k.w * ry * ry;
-      div += k.w * (rx * k.dx + ry * k.dy);
-      curl += k.w * (rx * k.dy - ry * k.dx);
+      sums.add(k, cx, cy);
       spread_v += k.w * ((k.dx - mvx) * (k.dx - mvx) + (k.dy - mvy) * (k.dy - mvy));
-      const bool is_upper = k.y < cy;
-      (is_upper ? uw : lw) += k.w;
-      (is_upper ? uvx : lvx) += k.w * k.dx;
-      (is_upper ? uvy : lvy) += k.w * k.dy;
     }
-    const double hsx = std::sqrt(sxx / b.w + floor_var), hsy = std::sqrt(syy / b.w + floor_var);
+    const RegionShape sh = shape(sums, b.w);
+    const double hsx = sh.hsx, hsy = sh.hsy;
     float* f = out + s * VideoMotionParams::kBlobFeatures;
     f[0] = static_cast<float>(-b.count) / static_cast<float>(blocks_.size());
     f[1] = static_cast<float>(b.w / w_total);
@@ -656,18 +663,13 @@ void MotionDescriptor::blobs(float* out) noexcept {
     f[3] = static_cast<float>(cy / H * 2 - 1);
     f[4] = static_cast<float>(mvx / R);
     f[5] = static_cast<float>(mvy / R);
-    f[6] = static_cast<float>(hsx / H);
-    f[7] = static_cast<float>(hsy / H);
-    f[8] = static_cast<float>(std::clamp(std::log(hsy / hsx), -3.0, 3.0));
-    const double r2 = sxx + syy;
-    if (r2 > b.w) {
-      f[9] = static_cast<float>(std::clamp(div / r2, -1.0, 1.0));
-      f[10] = static_cast<float>(std::clamp(curl / r2, -1.0, 1.0));
-    }
-    if (uw > 0 && lw > 0) {
-      f[11] = static_cast<float>((uvx / uw - lvx / lw) / R);
-      f[12] = static_cast<float>((uvy / uw - lvy / lw) / R);
-    }
+    f[6] = sh.spread_x;
+    f[7] = sh.spread_y;
+    f[8] = sh.elongation;
+    f[9] = sh.div;
+    f[10] = sh.curl;
+    f[11] = sh.upper_minus_lower_x;
+    f[12] = sh.upper_minus_lower_y;
     f[13] = static_cast<float>(std::sqrt(spread_v / b.w) / R);
     // The previous blob whose centroid, moved by its own motion, lands nearest.
     int match = -1;

@@ -56,6 +56,8 @@ class MotionDescriptor {
   // motion_blobs: the part of the heaviest blobs of coherent motion, from the
   // moving blocks histograms() found.
   void blobs(float* out) noexcept;
+  // The camera, histogram and blob parts (those that are on) of cur against prev.
+  void motion_parts(const std::uint8_t* cur, const std::uint8_t* prev, float* camera, float* hist) noexcept;
 
   VideoMotionParams p_;
   int stride_;
@@ -71,6 +73,24 @@ class MotionDescriptor {
 
   // motion_histograms: 8 x 8 blocks every 4 pixels.
   struct Block { float w, dx, dy, x, y; int cell; };
+  // Weighted sums over a region of moving blocks about its centroid (cx, cy); the
+  // blocks above cy are its upper part. histograms() sums the whole moving region,
+  // blobs() each blob.
+  struct RegionSums {
+    double vx = 0, vy = 0, uw = 0, uvx = 0, uvy = 0, lw = 0, lvx = 0, lvy = 0;
+    double sxx = 0, syy = 0, div = 0, curl = 0;
+    void add(const Block& k, double cx, double cy) noexcept;
+  };
+  // A region's shape from its sums and total weight w: spread (analysis pixels,
+  // a block counting as its own size), and the values both parts report.
+  struct RegionShape {
+    double hsx, hsy;              // spread x, y
+    float spread_x, spread_y;     // the same / analysis height
+    float elongation;             // ln(spread y / spread x), +-3
+    float div, curl;              // rates about the centroid, +-1; 0 under a pixel of spread
+    float upper_minus_lower_x, upper_minus_lower_y;  // mean motion / search_range; 0 unless both parts move
+  };
+  RegionShape shape(const RegionSums& s, double w) const noexcept;
   int hist_cols_ = 0, hist_rows_ = 0;
   std::vector<Block> blocks_;  // the moving blocks of the current token
   std::size_t moving_ = 0;     // how many of blocks_ are this token's
